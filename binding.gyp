@@ -7,6 +7,7 @@
         "native/LlamaApi.cpp",
         "native/AddonBackend.cpp",
         "native/AddonModel.cpp",
+        "native/AddonContext.cpp",
         "native/CaptureWorker.cpp"
       ],
       "include_dirs": [

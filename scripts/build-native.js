@@ -81,7 +81,12 @@ function runNodeGyp() {
     }
   }
   const jobs = String(Math.max(1, os.availableParallelism ? os.availableParallelism() : os.cpus().length));
-  const r = spawnSync(process.execPath, [gyp, "rebuild", "--jobs", jobs], { cwd: root, stdio: "inherit" });
+  const args = [gyp, "rebuild", "--jobs", jobs];
+  // Build against the headers of the running Node when it has them (official
+  // builds and distro packages do), so node-gyp downloads nothing.
+  const nodeDir = process.env.npm_config_nodedir || path.resolve(path.dirname(process.execPath), "..");
+  if (fs.existsSync(path.join(nodeDir, "include", "node", "node_api.h"))) args.push(`--nodedir=${nodeDir}`);
+  const r = spawnSync(process.execPath, args, { cwd: root, stdio: "inherit" });
   if (r.status !== 0) fail("compiling the native addon failed (see the compiler output above).");
 }
 

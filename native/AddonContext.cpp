@@ -1,0 +1,169 @@
+#include "AddonContext.h"
+
+#include "AddonModel.h"
+#include "AddonState.h"
+#include "CaptureWorker.h"
+
+namespace {
+
+class ContextInitWorker : public Napi::AsyncWorker {
+ public:
+  ContextInitWorker(Napi::Env env, AddonContext* target)
+      : Napi::AsyncWorker(env, "SafetyLensContextInit"), target_(target), deferred_(Napi::Promise::Deferred::New(env)) {
+    target_->Ref();
+  }
+  ~ContextInitWorker() override { target_->Unref(); }
+  Napi::Promise Promise() { return deferred_.Promise(); }
+
+  void Execute() override {
+    LlamaLogClear();
+    llama_context_params p = L.llama_context_default_params();
+    p.n_ctx = target_->contextSize;
+    p.n_batch = target_->batchSize;   // n_batch == n_ubatch: one llama_decode is one graph,
+    p.n_ubatch = target_->batchSize;  // so the callback's rows map to our batch in order
+    p.n_seq_max = target_->sequences;
+    p.n_threads = target_->threads;
+    p.n_threads_batch = target_->threads;
+    p.kv_unified = true;  // one stream: llama.cpp keeps batch order (split_simple)
+    p.embeddings = target_->embeddings;
+    p.no_perf = true;
+    if (target_->withCallback) {
+      p.cb_eval = AddonContext::EvalCallback;
+      p.cb_eval_user_data = target_;
+    }
+    p.abort_callback = AddonContext::AbortCallback;
+    p.abort_callback_data = target_;
+    ctx_ = L.llama_init_from_model(target_->model->model, p);
+    if (!ctx_) {
+      std::string log = LlamaLogLastErrors();
+      SetError("llama.cpp could not create a context" + (log.empty() ? "" : ": " + log));
+    }
+  }
+  void OnOK() override {
+    target_->ctx = ctx_;
+    target_->contextSize = L.llama_n_ctx(ctx_);
+    deferred_.Resolve(Env().Undefined());
+  }
+  void OnError(const Napi::Error& e) override { deferred_.Reject(e.Value()); }
+
+ private:
+  AddonContext* target_;
+  Napi::Promise::Deferred deferred_;
+  llama_context* ctx_ = nullptr;
+};
+
+uint32_t OptU32(Napi::Object o, const char* key, uint32_t def) {
+  return o.Has(key) && o.Get(key).IsNumber() ? o.Get(key).As<Napi::Number>().Uint32Value() : def;
+}
+
+}  // namespace
+
+Napi::Function AddonContext::Define(Napi::Env env) {
+  return DefineClass(env, "AddonContext",
+                     {
+                         InstanceMethod("init", &AddonContext::Init),
+                         InstanceMethod("capture", &AddonContext::Capture),
+                         InstanceMethod("decode", &AddonContext::Decode),
+                         InstanceMethod("cancel", &AddonContext::Cancel),
+                         InstanceMethod("info", &AddonContext::Info),
+                         InstanceMethod("dispose", &AddonContext::Dispose),
+                     });
+}
+
+// new AddonContext(model, { contextSize, batchSize, sequences, threads, capture, embeddings })
+AddonContext::AddonContext(const Napi::CallbackInfo& info) : Napi::ObjectWrap<AddonContext>(info) {
+  Napi::Env env = info.Env();
+  AddonState* state = AddonState::Get(env);
+  if (info.Length() < 2 || !info[0].IsObject() || !info[1].IsObject() ||
+      !info[0].As<Napi::Object>().InstanceOf(state->modelCtor.Value())) {
+    throw Napi::TypeError::New(env, "new AddonContext(model: AddonModel, options: object)");
+  }
+  model = Napi::ObjectWrap<AddonModel>::Unwrap(info[0].As<Napi::Object>());
+  if (model->disposed || !model->model) throw Napi::Error::New(env, "model is disposed or not loaded");
+  Napi::Object o = info[1].As<Napi::Object>();
+  contextSize = OptU32(o, "contextSize", 4096);
+  batchSize = OptU32(o, "batchSize", 512);
+  sequences = OptU32(o, "sequences", 64);
+  threads = static_cast<int32_t>(OptU32(o, "threads", 1));
+  withCallback = !o.Has("capture") || o.Get("capture").ToBoolean().Value();
+  embeddings = o.Has("embeddings") && o.Get("embeddings").ToBoolean().Value();
+  if (contextSize < 1 || batchSize < 1 || sequences < 1 || sequences > 256 || threads < 1) {
+    throw Napi::RangeError::New(env, "invalid context options");
+  }
+  // llama.cpp reserves max(outputs, sequences) output rows and asserts they fit in one batch
+  if (sequences > batchSize) sequences = batchSize;
+  modelRef = Napi::Persistent(info[0].As<Napi::Object>());
+  model->contexts++;
+  state->contexts.insert(this);
+}
+
+AddonContext::~AddonContext() { Free(); }
+
+void AddonContext::Free() {
+  if (ctx) {
+    L.llama_free(ctx);
+    ctx = nullptr;
+  }
+  if (!disposed && model) model->contexts--;
+  disposed = true;
+}
+
+Napi::Value AddonContext::Init(const Napi::CallbackInfo& info) {
+  auto* worker = new ContextInitWorker(info.Env(), this);
+  Napi::Promise p = worker->Promise();
+  worker->Queue();
+  return p;
+}
+
+static void RequireReady(Napi::Env env, AddonContext* c) {
+  if (c->disposed || !c->ctx) throw Napi::Error::New(env, "context is disposed or not initialised");
+  if (c->busy) throw Napi::Error::New(env, "context is busy");
+}
+
+// capture({ tokens, offsets, layers, pool, outputs, earlyExit }, onProgress?): Promise<{ decodeMs }>
+Napi::Value AddonContext::Capture(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  RequireReady(env, this);
+  if (info.Length() < 1 || !info[0].IsObject()) throw Napi::TypeError::New(env, "capture(request: object, onProgress?)");
+  auto* worker = new CaptureWorker(env, this, CaptureWorker::Mode::Capture, info[0].As<Napi::Object>(),
+                                   info.Length() > 1 ? info[1] : env.Undefined());
+  Napi::Promise p = worker->Promise();
+  worker->Queue();
+  return p;
+}
+
+// decode({ tokens, offsets, embeddings? }, onProgress?): Promise<{ decodeMs }>
+Napi::Value AddonContext::Decode(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  RequireReady(env, this);
+  if (info.Length() < 1 || !info[0].IsObject()) throw Napi::TypeError::New(env, "decode(request: object, onProgress?)");
+  auto* worker = new CaptureWorker(env, this, CaptureWorker::Mode::Decode, info[0].As<Napi::Object>(),
+                                   info.Length() > 1 ? info[1] : env.Undefined());
+  Napi::Promise p = worker->Promise();
+  worker->Queue();
+  return p;
+}
+
+Napi::Value AddonContext::Cancel(const Napi::CallbackInfo& info) {
+  cancelled = true;
+  return info.Env().Undefined();
+}
+
+Napi::Value AddonContext::Info(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("contextSize", contextSize);
+  o.Set("batchSize", batchSize);
+  o.Set("sequences", sequences);
+  o.Set("threads", threads);
+  return o;
+}
+
+Napi::Value AddonContext::Dispose(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (busy) throw Napi::Error::New(env, "context is busy");
+  Free();
+  AddonState::Get(env)->contexts.erase(this);
+  modelRef.Reset();
+  return env.Undefined();
+}

@@ -1,0 +1,201 @@
+#include "AddonModel.h"
+
+#include "AddonState.h"
+
+namespace {
+
+std::string MetaString(const llama_model* model, const char* key) {
+  std::vector<char> buf(256);
+  int32_t n = L.llama_model_meta_val_str(model, key, buf.data(), buf.size());
+  if (n < 0) return "";
+  if (static_cast<size_t>(n) >= buf.size()) {
+    buf.resize(n + 1);
+    L.llama_model_meta_val_str(model, key, buf.data(), buf.size());
+  }
+  return std::string(buf.data());
+}
+
+std::string TokenPiece(const llama_vocab* vocab, llama_token tok, bool special) {
+  char small[64];
+  int32_t n = L.llama_token_to_piece(vocab, tok, small, sizeof(small), 0, special);
+  if (n >= 0) return std::string(small, n);
+  std::vector<char> buf(-n);
+  n = L.llama_token_to_piece(vocab, tok, buf.data(), buf.size(), 0, special);
+  return n > 0 ? std::string(buf.data(), n) : std::string();
+}
+
+class ModelLoadWorker : public Napi::AsyncWorker {
+ public:
+  ModelLoadWorker(Napi::Env env, AddonModel* target)
+      : Napi::AsyncWorker(env, "SafetyLensModelLoad"), target_(target), deferred_(Napi::Promise::Deferred::New(env)) {
+    target_->Ref();
+  }
+  ~ModelLoadWorker() override { target_->Unref(); }
+  Napi::Promise Promise() { return deferred_.Promise(); }
+
+  void Execute() override {
+    LlamaLogClear();
+    llama_model_params params = L.llama_model_default_params();
+    if (!target_->useMmap) params.load_mode = LLAMA_LOAD_MODE_NONE;
+    params.n_gpu_layers = target_->gpuLayers;
+    // NULL-terminated device list: only the devices asked for (none = CPU only).
+    for (const auto& want : target_->deviceNames) {
+      for (size_t i = 0; i < L.ggml_backend_dev_count(); i++) {
+        ggml_backend_dev_t dev = L.ggml_backend_dev_get(i);
+        if (want == L.ggml_backend_dev_name(dev)) devices_.push_back(dev);
+      }
+    }
+    devices_.push_back(nullptr);
+    params.devices = devices_.data();
+    model_ = L.llama_model_load_from_file(target_->path.c_str(), params);
+    if (!model_) {
+      std::string log = LlamaLogLastErrors();
+      SetError("llama.cpp could not load " + target_->path + (log.empty() ? "" : ": " + log));
+    }
+  }
+  void OnOK() override {
+    if (target_->disposed) {  // disposed while loading
+      L.llama_model_free(model_);
+      deferred_.Reject(Napi::Error::New(Env(), "model was disposed while loading").Value());
+      return;
+    }
+    target_->model = model_;
+    target_->vocab = L.llama_model_get_vocab(model_);
+    deferred_.Resolve(Env().Undefined());
+  }
+  void OnError(const Napi::Error& e) override { deferred_.Reject(e.Value()); }
+
+ private:
+  AddonModel* target_;
+  Napi::Promise::Deferred deferred_;
+  llama_model* model_ = nullptr;
+  std::vector<ggml_backend_dev_t> devices_;
+};
+
+}  // namespace
+
+Napi::Function AddonModel::Define(Napi::Env env) {
+  return DefineClass(env, "AddonModel",
+                     {
+                         InstanceMethod("load", &AddonModel::Load),
+                         InstanceMethod("info", &AddonModel::Info),
+                         InstanceMethod("tokenize", &AddonModel::Tokenize),
+                         InstanceMethod("detokenize", &AddonModel::Detokenize),
+                         InstanceMethod("dispose", &AddonModel::Dispose),
+                     });
+}
+
+// new AddonModel(path, { gpuLayers, useMmap, devices: string[] })
+AddonModel::AddonModel(const Napi::CallbackInfo& info) : Napi::ObjectWrap<AddonModel>(info) {
+  Napi::Env env = info.Env();
+  if (!LlamaApiLoaded()) throw Napi::Error::New(env, "llama.cpp libraries are not loaded");
+  if (info.Length() < 2 || !info[0].IsString() || !info[1].IsObject()) {
+    throw Napi::TypeError::New(env, "new AddonModel(path: string, options: object)");
+  }
+  path = info[0].As<Napi::String>().Utf8Value();
+  Napi::Object opts = info[1].As<Napi::Object>();
+  if (opts.Has("gpuLayers")) gpuLayers = opts.Get("gpuLayers").As<Napi::Number>().Int32Value();
+  if (opts.Has("useMmap")) useMmap = opts.Get("useMmap").As<Napi::Boolean>().Value();
+  if (opts.Has("devices") && opts.Get("devices").IsArray()) {
+    Napi::Array d = opts.Get("devices").As<Napi::Array>();
+    for (uint32_t i = 0; i < d.Length(); i++) deviceNames.push_back(d.Get(i).As<Napi::String>().Utf8Value());
+  }
+  AddonState::Get(env)->models.insert(this);
+}
+
+AddonModel::~AddonModel() {
+  Free();
+}
+
+void AddonModel::Free() {
+  if (model) {
+    L.llama_model_free(model);
+    model = nullptr;
+    vocab = nullptr;
+  }
+  disposed = true;
+}
+
+Napi::Value AddonModel::Load(const Napi::CallbackInfo& info) {
+  auto* worker = new ModelLoadWorker(info.Env(), this);
+  Napi::Promise p = worker->Promise();
+  worker->Queue();
+  return p;
+}
+
+static void RequireModel(Napi::Env env, AddonModel* m) {
+  if (m->disposed || !m->model) throw Napi::Error::New(env, "model is disposed or not loaded");
+}
+
+Napi::Value AddonModel::Info(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  RequireModel(env, this);
+  Napi::Object o = Napi::Object::New(env);
+  char desc[256] = {0};
+  L.llama_model_desc(model, desc, sizeof(desc));
+  o.Set("arch", MetaString(model, "general.architecture"));
+  o.Set("name", MetaString(model, "general.name"));
+  o.Set("description", std::string(desc));
+  o.Set("nLayer", L.llama_model_n_layer(model));
+  o.Set("nEmbd", L.llama_model_n_embd(model));
+  o.Set("nCtxTrain", L.llama_model_n_ctx_train(model));
+  o.Set("nVocab", L.llama_vocab_n_tokens(vocab));
+  o.Set("nParams", static_cast<double>(L.llama_model_n_params(model)));
+  o.Set("sizeBytes", static_cast<double>(L.llama_model_size(model)));
+  o.Set("hasEncoder", L.llama_model_has_encoder(model));
+  const char* tmpl = L.llama_model_chat_template(model, nullptr);
+  o.Set("chatTemplate", tmpl ? Napi::Value(Napi::String::New(env, tmpl)) : env.Null());
+  llama_token bos = L.llama_vocab_bos(vocab), eos = L.llama_vocab_eos(vocab), eot = L.llama_vocab_eot(vocab);
+  o.Set("bosToken", bos >= 0 ? Napi::Value(Napi::String::New(env, TokenPiece(vocab, bos, true))) : env.Null());
+  o.Set("eosToken", eos >= 0 ? Napi::Value(Napi::String::New(env, TokenPiece(vocab, eos, true))) : env.Null());
+  o.Set("eotToken", eot >= 0 ? Napi::Value(Napi::String::New(env, TokenPiece(vocab, eot, true))) : env.Null());
+  o.Set("addBos", L.llama_vocab_get_add_bos(vocab));
+  o.Set("addEos", L.llama_vocab_get_add_eos(vocab));
+  return o;
+}
+
+// tokenize(text, addSpecial, parseSpecial): Int32Array
+Napi::Value AddonModel::Tokenize(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  RequireModel(env, this);
+  if (info.Length() < 3 || !info[0].IsString()) throw Napi::TypeError::New(env, "tokenize(text, addSpecial, parseSpecial)");
+  std::string text = info[0].As<Napi::String>().Utf8Value();
+  bool addSpecial = info[1].ToBoolean().Value();
+  bool parseSpecial = info[2].ToBoolean().Value();
+  if (text.size() > static_cast<size_t>(INT32_MAX / 2)) throw Napi::RangeError::New(env, "text is too long to tokenize");
+  std::vector<llama_token> toks(text.size() + 8);
+  int32_t n = L.llama_tokenize(vocab, text.data(), static_cast<int32_t>(text.size()), toks.data(),
+                               static_cast<int32_t>(toks.size()), addSpecial, parseSpecial);
+  if (n < 0) {
+    toks.resize(-n);
+    n = L.llama_tokenize(vocab, text.data(), static_cast<int32_t>(text.size()), toks.data(),
+                         static_cast<int32_t>(toks.size()), addSpecial, parseSpecial);
+  }
+  if (n < 0) throw Napi::Error::New(env, "tokenization failed");
+  Napi::Int32Array out = Napi::Int32Array::New(env, n);
+  std::copy(toks.begin(), toks.begin() + n, out.Data());
+  return out;
+}
+
+// detokenize(tokens: Int32Array, special: boolean): string
+Napi::Value AddonModel::Detokenize(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  RequireModel(env, this);
+  if (info.Length() < 1 || !info[0].IsTypedArray()) throw Napi::TypeError::New(env, "detokenize(tokens: Int32Array)");
+  Napi::Int32Array toks = info[0].As<Napi::Int32Array>();
+  bool special = info.Length() > 1 && info[1].ToBoolean().Value();
+  int32_t nVocab = L.llama_vocab_n_tokens(vocab);
+  std::string out;
+  for (size_t i = 0; i < toks.ElementLength(); i++) {
+    if (toks[i] < 0 || toks[i] >= nVocab) throw Napi::RangeError::New(env, "token id out of range");
+    out += TokenPiece(vocab, toks[i], special);
+  }
+  return Napi::String::New(env, out);
+}
+
+Napi::Value AddonModel::Dispose(const Napi::CallbackInfo& info) {
+  if (contexts > 0) throw Napi::Error::New(info.Env(), "dispose the model's contexts first");
+  Free();
+  AddonState::Get(info.Env())->models.erase(this);
+  return info.Env().Undefined();
+}
