@@ -27,6 +27,7 @@ class ContextInitWorker : public Napi::AsyncWorker {
     p.kv_unified = true;  // one stream: llama.cpp keeps batch order (split_simple)
     p.embeddings = target_->embeddings;
     p.no_perf = true;
+    p.flash_attn_type = target_->flashAttention ? LLAMA_FLASH_ATTN_TYPE_AUTO : LLAMA_FLASH_ATTN_TYPE_DISABLED;
     if (target_->withCallback) {
       p.cb_eval = AddonContext::EvalCallback;
       p.cb_eval_user_data = target_;
@@ -87,6 +88,7 @@ AddonContext::AddonContext(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Ad
   threads = static_cast<int32_t>(OptU32(o, "threads", 1));
   withCallback = !o.Has("capture") || o.Get("capture").ToBoolean().Value();
   embeddings = o.Has("embeddings") && o.Get("embeddings").ToBoolean().Value();
+  flashAttention = o.Has("flashAttention") && o.Get("flashAttention").ToBoolean().Value();
   if (contextSize < 1 || batchSize < 1 || sequences < 1 || sequences > 256 || threads < 1) {
     throw Napi::RangeError::New(env, "invalid context options");
   }

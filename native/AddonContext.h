@@ -57,6 +57,7 @@ class AddonContext : public Napi::ObjectWrap<AddonContext> {
   int32_t threads = 1;
   bool withCallback = true;
   bool embeddings = false;
+  bool flashAttention = false;
   bool disposed = false;
   bool busy = false;
   std::atomic<bool> cancelled{false};

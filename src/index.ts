@@ -1,0 +1,19 @@
+export { loadModel, Model, Activations, DEFAULT_MODEL_PATH } from "./model";
+export type {
+  LoadModelOptions,
+  ModelInfo,
+  LayerSpec,
+  Pool,
+  CaptureInput,
+  CaptureOptions,
+  CaptureProgressInfo,
+  ChatOptions,
+  PrepareOptions,
+  PreparedTexts,
+} from "./model";
+export type { ChatMessage } from "./chat";
+export type { GpuOption } from "./native";
+export { physicalCoreCount } from "./native";
+export * from "./errors";
+export { writeSafetensors, readSafetensors } from "./safetensors";
+export { readJsonl, readTextRecords } from "./jsonl";

@@ -1,0 +1,543 @@
+/**
+ * Model: a loaded GGUF model and the capture API.
+ *
+ *   const model = await loadModel({ modelPath, threads, gpu });
+ *   const acts = await model.capture(texts, { layers: [4, 12, "final"], pool: "last" });
+ *   acts.layer(12); // Float32Array, texts.length x nEmbd, row-major
+ *
+ * Every option is checked here, with exact TypeError/RangeError messages, before
+ * anything crosses into C++ (src/native.ts, native/).
+ */
+import * as fs from "node:fs";
+import * as path from "node:path";
+
+import { ChatMessage, isChatMessages, renderChat } from "./chat";
+import { AbortError, DecodeError, InputError, ModelLoadError, ModelStateError, SafetyLensError } from "./errors";
+import { ggufFingerprint, readGgufInfo } from "./gguf";
+import {
+  GpuOption,
+  NativeContext,
+  NativeModel,
+  NativeModelInfo,
+  ensureLibraries,
+  physicalCoreCount,
+  resolveGpu,
+} from "./native";
+
+/** The model shipped in the package: stories260K (MIT), a 260K-parameter llama trained on TinyStories. */
+export const DEFAULT_MODEL_PATH = path.join(__dirname, "..", "models", "stories260K.gguf");
+
+export interface LoadModelOptions {
+  /** A GGUF file. Default: the embedded stories260K model. */
+  modelPath?: string;
+  /** CPU threads for llama.cpp. Default: the number of physical cores. */
+  threads?: number;
+  /** "auto" (default) tries CUDA, Vulkan, Metal and falls back to the CPU; false is CPU only; a name demands that backend. */
+  gpu?: GpuOption;
+  /** Layers to offload when a GPU is used. Default: all. */
+  gpuLayers?: number;
+  /** Tokens the context holds: the longest text that can be captured. Default: min(training context, 4096). */
+  contextSize?: number;
+  /** Tokens per llama_decode call. Default 512. */
+  batchSize?: number;
+  /** Most texts decoded together in one batch. Default 64. */
+  sequences?: number;
+  /** Memory-map the model file. Default true. */
+  useMmap?: boolean;
+  /**
+   * llama.cpp's flash attention. Default false: it accumulates in half precision,
+   * so a text's hidden states then depend on what else shares its batch (up to
+   * ~1e-2 here). Turn it on for speed on GPUs when that does not matter.
+   */
+  flashAttention?: boolean;
+}
+
+export interface ModelInfo {
+  path: string;
+  arch: string;
+  name: string;
+  description: string;
+  nLayer: number;
+  nEmbd: number;
+  nCtxTrain: number;
+  nVocab: number;
+  nParams: number;
+  sizeBytes: number;
+  /** The model's own Jinja chat template, or null (a fallback ChatML template is then used). */
+  chatTemplate: string | null;
+  /** Identifies the weights: probes and rankers trained on one model refuse another. */
+  fingerprint: string;
+  backend: string;
+  devices: string[];
+  threads: number;
+  contextSize: number;
+  batchSize: number;
+  sequences: number;
+  flashAttention: boolean;
+}
+
+export type LayerSpec = number | "final";
+export type Pool = "last" | "mean" | "tokens";
+export type CaptureInput = string | ChatMessage[];
+
+export interface ChatOptions {
+  /** Append the assistant turn's opening (add_generation_prompt), as the safety papers read prompts. Default true. */
+  addAssistantPrefix?: boolean;
+  /** A system message put before each conversation that has none. */
+  systemPrompt?: string;
+}
+
+export interface PrepareOptions {
+  /** Render string inputs as a user message with the model's chat template. Chat message arrays are always rendered. */
+  chat?: boolean | ChatOptions;
+}
+
+export interface CaptureProgressInfo {
+  textsDone: number;
+  texts: number;
+  tokensDone: number;
+  tokens: number;
+}
+
+export interface CaptureOptions extends PrepareOptions {
+  /** Layers to read: 0-based layer numbers (the output of that transformer block) and/or "final" (after the final norm). */
+  layers: LayerSpec[];
+  /** "last" token (default), "mean" over all tokens, or every token ("tokens", with offsets). */
+  pool?: Pool;
+  /** Stop the forward pass once the deepest requested layer is read. Default true; values are the same either way. */
+  earlyExit?: boolean;
+  signal?: AbortSignal;
+  onProgress?: (progress: CaptureProgressInfo) => void;
+}
+
+/** Tokenized inputs, ready for capture. */
+export interface PreparedTexts {
+  tokens: Int32Array;
+  /** texts + 1 offsets into tokens. */
+  offsets: Uint32Array;
+}
+
+/** Captured hidden states: one Float32Array per layer, row-major. */
+export class Activations {
+  /** For pool "tokens": offsets[i]..offsets[i+1] are text i's rows. For "last"/"mean": 0..texts. */
+  readonly offsets: Uint32Array;
+  constructor(
+    readonly layers: readonly LayerSpec[],
+    readonly pool: Pool,
+    readonly nEmbd: number,
+    readonly count: number,
+    /** Tokens in each text. */
+    readonly tokenCounts: Uint32Array,
+    private readonly data: Float32Array[],
+    offsets: Uint32Array,
+  ) {
+    this.offsets = offsets;
+  }
+
+  /** Rows per layer: the number of texts, or of tokens for pool "tokens". */
+  get rows(): number {
+    return this.pool === "tokens" ? this.offsets[this.count] : this.count;
+  }
+
+  /** All rows of one layer (rows x nEmbd, row-major); a view, not a copy. */
+  layer(layer: LayerSpec): Float32Array {
+    const i = this.layers.indexOf(layer);
+    if (i < 0) throw new RangeError(`layer ${JSON.stringify(layer)} was not captured (captured: ${this.layers.map((l) => JSON.stringify(l)).join(", ")})`);
+    return this.data[i];
+  }
+
+  /** Text i's vector (pool last/mean) or its tokens' rows (pool tokens); a view. */
+  get(layer: LayerSpec, text: number): Float32Array {
+    if (!Number.isInteger(text) || text < 0 || text >= this.count) throw new RangeError(`text index ${text} is out of range 0..${this.count - 1}`);
+    const d = this.layer(layer);
+    const n = this.nEmbd;
+    if (this.pool === "tokens") return d.subarray(this.offsets[text] * n, this.offsets[text + 1] * n);
+    return d.subarray(text * n, (text + 1) * n);
+  }
+}
+
+function checkInt(name: string, v: unknown, min: number, max: number): number {
+  if (typeof v !== "number" || !Number.isInteger(v)) throw new TypeError(`${name} must be an integer, got ${describe(v)}`);
+  if (v < min || v > max) throw new RangeError(`${name} must be between ${min} and ${max}, got ${v}`);
+  return v;
+}
+
+function describe(v: unknown): string {
+  if (typeof v === "string") return JSON.stringify(v.length > 40 ? `${v.slice(0, 40)}…` : v);
+  if (Array.isArray(v)) return "an array";
+  if (v === null) return "null";
+  return typeof v === "object" ? "an object" : `${typeof v} ${String(v)}`;
+}
+
+/** Rethrows a native rejection as a typed error that keeps the caller's stack. */
+function mapNativeError(e: unknown, callSite: Error): Error {
+  const msg = e instanceof Error ? e.message : String(e);
+  const code = (e as { code?: string } | null)?.code;
+  let err: Error;
+  if (e instanceof SafetyLensError) err = e;
+  else if (code === "ABORTED") err = new AbortError();
+  else if (e instanceof TypeError || e instanceof RangeError) err = e;
+  else err = new DecodeError("DECODE_FAILED", msg, { cause: e });
+  const site = callSite.stack?.split("\n").slice(1).join("\n");
+  if (site) err.stack = `${err.name}: ${err.message}\n${site}`;
+  return err;
+}
+
+const POOLS: Record<Pool, number> = { last: 0, mean: 1, tokens: 2 };
+
+export class Model {
+  private nativeContext: NativeContext | null;
+  private extraContexts = new Map<string, NativeContext>();
+  private running: Promise<unknown> | null = null;
+  private disposed = false;
+
+  private constructor(
+    readonly info: ModelInfo,
+    private readonly native: NativeModel,
+    private readonly nativeInfo: NativeModelInfo,
+    context: NativeContext,
+  ) {
+    this.nativeContext = context;
+  }
+
+  /** Loads a GGUF model. See {@link loadModel}. */
+  static async load(options: LoadModelOptions = {}): Promise<Model> {
+    if (options === null || typeof options !== "object") throw new TypeError("options must be an object");
+    const modelPath = options.modelPath ?? DEFAULT_MODEL_PATH;
+    if (typeof modelPath !== "string" || modelPath.length === 0) throw new TypeError("modelPath must be a non-empty string");
+    const threads = options.threads === undefined ? physicalCoreCount() : checkInt("threads", options.threads, 1, 1024);
+    const gpu = options.gpu === undefined ? "auto" : options.gpu;
+    if (!(gpu === false || gpu === "auto" || gpu === "cuda" || gpu === "vulkan" || gpu === "metal")) {
+      throw new TypeError(`gpu must be "auto", "cuda", "vulkan", "metal" or false, got ${describe(gpu)}`);
+    }
+    const gpuLayers = options.gpuLayers === undefined ? -1 : checkInt("gpuLayers", options.gpuLayers, 0, 100000);
+    const batchSize = options.batchSize === undefined ? 512 : checkInt("batchSize", options.batchSize, 1, 65536);
+    const sequences = options.sequences === undefined ? 64 : checkInt("sequences", options.sequences, 1, 256);
+    if (options.contextSize !== undefined) checkInt("contextSize", options.contextSize, 16, 1 << 22);
+    if (options.useMmap !== undefined && typeof options.useMmap !== "boolean") throw new TypeError("useMmap must be a boolean");
+    if (options.flashAttention !== undefined && typeof options.flashAttention !== "boolean") throw new TypeError("flashAttention must be a boolean");
+
+    const abs = path.resolve(modelPath);
+    const gguf = await readGgufInfo(abs); // missing / not GGUF / truncated: ModelLoadError before llama.cpp sees it
+    const fingerprint = await ggufFingerprint(abs, gguf);
+
+    const addon = ensureLibraries();
+    const { backend, devices } = resolveGpu(gpu);
+    const native = new addon.AddonModel(abs, {
+      gpuLayers: devices.length ? gpuLayers : 0,
+      useMmap: options.useMmap ?? true,
+      devices: devices.map((d) => d.name),
+    });
+    try {
+      await native.load();
+    } catch (e) {
+      throw new ModelLoadError("MODEL_LOAD_FAILED", (e as Error).message, { cause: e });
+    }
+    const ni = native.info();
+    if (ni.hasEncoder) {
+      native.dispose();
+      throw new ModelLoadError("MODEL_LOAD_FAILED", `${abs}: encoder-decoder models (${ni.arch}) are not supported`);
+    }
+    const contextSize = options.contextSize ?? Math.min(ni.nCtxTrain > 0 ? ni.nCtxTrain : 4096, 4096);
+    const context = new addon.AddonContext(native, {
+      contextSize,
+      batchSize,
+      sequences: Math.min(sequences, batchSize),
+      threads,
+      capture: true,
+      embeddings: false,
+      flashAttention: options.flashAttention ?? false,
+    });
+    try {
+      await context.init();
+    } catch (e) {
+      context.dispose();
+      native.dispose();
+      throw new ModelLoadError("MODEL_LOAD_FAILED", (e as Error).message, { cause: e });
+    }
+    const ci = context.info();
+    const info: ModelInfo = {
+      path: abs,
+      arch: ni.arch,
+      name: ni.name,
+      description: ni.description,
+      nLayer: ni.nLayer,
+      nEmbd: ni.nEmbd,
+      nCtxTrain: ni.nCtxTrain,
+      nVocab: ni.nVocab,
+      nParams: ni.nParams,
+      sizeBytes: ni.sizeBytes,
+      chatTemplate: ni.chatTemplate,
+      fingerprint,
+      backend,
+      devices: devices.map((d) => d.name),
+      threads: ci.threads,
+      contextSize: ci.contextSize,
+      batchSize: ci.batchSize,
+      sequences: ci.sequences,
+      flashAttention: options.flashAttention ?? false,
+    };
+    return new Model(Object.freeze(info), native, ni, context);
+  }
+
+  private checkUsable(): void {
+    if (this.disposed) throw new ModelStateError("MODEL_DISPOSED", "the model is disposed");
+    if (this.running) throw new ModelStateError("MODEL_BUSY", "the model is busy with another capture; await it before starting the next");
+  }
+
+  /** Renders one input to the text the model sees (chat template applied when asked). */
+  formatText(input: CaptureInput, options: PrepareOptions = {}, where = "input"): { text: string; chat: boolean } {
+    const chat = options.chat;
+    if (chat !== undefined && typeof chat !== "boolean" && (chat === null || typeof chat !== "object")) {
+      throw new TypeError("chat must be a boolean or { addAssistantPrefix?, systemPrompt? }");
+    }
+    let messages: ChatMessage[] | null = null;
+    if (typeof input === "string") {
+      if (chat) messages = [{ role: "user", content: input }];
+    } else if (isChatMessages(input)) {
+      messages = input;
+    } else {
+      throw new TypeError(`${where} must be a string or an array of { role, content } messages, got ${describe(input)}`);
+    }
+    if (messages === null) return { text: input as string, chat: false };
+    if (messages.length === 0 || messages.every((m) => m.content.trim() === "")) {
+      throw new InputError("TEXT_EMPTY", `${where} is empty`);
+    }
+    const opts: ChatOptions = typeof chat === "object" && chat !== null ? chat : {};
+    if (opts.systemPrompt !== undefined && typeof opts.systemPrompt !== "string") throw new TypeError("chat.systemPrompt must be a string");
+    if (opts.systemPrompt && messages[0]?.role !== "system") messages = [{ role: "system", content: opts.systemPrompt }, ...messages];
+    const text = renderChat(this.nativeInfo.chatTemplate, messages, {
+      bosToken: this.nativeInfo.bosToken,
+      eosToken: this.nativeInfo.eosToken,
+      addAssistantPrefix: opts.addAssistantPrefix ?? true,
+    });
+    return { text, chat: true };
+  }
+
+  /** Tokens of one input as the model sees them. */
+  tokenize(input: CaptureInput, options: PrepareOptions = {}): Int32Array {
+    if (this.disposed) throw new ModelStateError("MODEL_DISPOSED", "the model is disposed");
+    return this.tokenizeOne(input, options, "input");
+  }
+
+  private tokenizeOne(input: CaptureInput, options: PrepareOptions, where: string): Int32Array {
+    const { text, chat } = this.formatText(input, options, where);
+    if (text.length === 0 || (!chat && text.trim().length === 0)) throw new InputError("TEXT_EMPTY", `${where} is empty`);
+    if (chat) {
+      // A template that writes the BOS token itself must not get a second one.
+      const bos = this.nativeInfo.bosToken;
+      const hasBos = !!bos && text.startsWith(bos);
+      return this.native.tokenize(text, !hasBos, true);
+    }
+    return this.native.tokenize(text, true, false);
+  }
+
+  /** Detokenizes tokens back to text. */
+  detokenize(tokens: Int32Array): string {
+    if (this.disposed) throw new ModelStateError("MODEL_DISPOSED", "the model is disposed");
+    return this.native.detokenize(tokens, true);
+  }
+
+  /** Tokenizes inputs and checks each fits the context. */
+  prepare(inputs: readonly CaptureInput[], options: PrepareOptions = {}): PreparedTexts {
+    if (this.disposed) throw new ModelStateError("MODEL_DISPOSED", "the model is disposed");
+    if (!Array.isArray(inputs)) throw new TypeError("texts must be an array of strings or chat message arrays");
+    if (inputs.length === 0) throw new RangeError("texts must not be empty");
+    const toks: Int32Array[] = new Array(inputs.length);
+    const offsets = new Uint32Array(inputs.length + 1);
+    for (let i = 0; i < inputs.length; i++) {
+      const t = this.tokenizeOne(inputs[i], options, `texts[${i}]`);
+      if (t.length === 0) throw new InputError("TEXT_EMPTY", `texts[${i}] is empty`);
+      if (t.length > this.info.contextSize) {
+        throw new InputError(
+          "TEXT_TOO_LONG",
+          `texts[${i}] has ${t.length} tokens but the context holds ${this.info.contextSize}; shorten it or load the model with a larger contextSize`,
+        );
+      }
+      toks[i] = t;
+      offsets[i + 1] = offsets[i] + t.length;
+    }
+    const tokens = new Int32Array(offsets[inputs.length]);
+    for (let i = 0; i < toks.length; i++) tokens.set(toks[i], offsets[i]);
+    return { tokens, offsets };
+  }
+
+  /** Validates a layer list; returns the native slot codes (-1 = final). */
+  resolveLayers(layers: unknown): { specs: LayerSpec[]; codes: Int32Array } {
+    if (!Array.isArray(layers) || layers.length === 0) throw new TypeError('layers must be a non-empty array of layer numbers or "final"');
+    const n = this.info.nLayer;
+    const codes = new Int32Array(layers.length);
+    const seen = new Set<LayerSpec>();
+    layers.forEach((l, i) => {
+      if (l === "final") codes[i] = -1;
+      else if (typeof l === "number" && Number.isInteger(l)) {
+        if (l < 0 || l >= n) {
+          throw new RangeError(`layer ${l} is out of range: the model has ${n} layers (0-${n - 1}); use "final" for the output after the final norm`);
+        }
+        codes[i] = l;
+      } else throw new TypeError(`layers[${i}] must be a layer number or "final", got ${describe(l)}`);
+      if (seen.has(l)) throw new RangeError(`layer ${JSON.stringify(l)} is listed twice`);
+      seen.add(l);
+    });
+    return { specs: layers.slice() as LayerSpec[], codes };
+  }
+
+  /**
+   * Reads the residual stream (the output of the given transformer layers) for
+   * every input. Batched: many texts per llama_decode, each its own sequence.
+   */
+  async capture(inputs: readonly CaptureInput[] | PreparedTexts, options: CaptureOptions): Promise<Activations> {
+    const callSite = new Error();
+    this.checkUsable();
+    if (options === null || typeof options !== "object") throw new TypeError("options must be an object with a layers array");
+    const pool = options.pool ?? "last";
+    if (!(pool in POOLS)) throw new TypeError(`pool must be "last", "mean" or "tokens", got ${describe(pool)}`);
+    if (options.earlyExit !== undefined && typeof options.earlyExit !== "boolean") throw new TypeError("earlyExit must be a boolean");
+    if (options.onProgress !== undefined && typeof options.onProgress !== "function") throw new TypeError("onProgress must be a function");
+    const signal = options.signal;
+    if (signal !== undefined && !(signal instanceof AbortSignal)) throw new TypeError("signal must be an AbortSignal");
+    const { specs, codes } = this.resolveLayers(options.layers);
+    const prepared = isPrepared(inputs) ? this.checkPrepared(inputs) : this.prepare(inputs, options);
+    if (signal?.aborted) throw new AbortError();
+
+    const count = prepared.offsets.length - 1;
+    const totalTokens = prepared.offsets[count];
+    const rows = pool === "tokens" ? totalTokens : count;
+    const outputs = specs.map(() => new Float32Array(rows * this.info.nEmbd));
+    const onProgress = options.onProgress;
+    const ctx = this.nativeContext!;
+    const onAbort = () => ctx.cancel();
+    signal?.addEventListener("abort", onAbort, { once: true });
+    const run = ctx.capture(
+      { tokens: prepared.tokens, offsets: prepared.offsets, layers: codes, pool: POOLS[pool], outputs, earlyExit: options.earlyExit ?? true },
+      onProgress ? (textsDone, tokensDone) => onProgress({ textsDone, texts: count, tokensDone, tokens: totalTokens }) : undefined,
+    );
+    this.running = run;
+    try {
+      await run;
+    } catch (e) {
+      throw mapNativeError(e, callSite);
+    } finally {
+      this.running = null;
+      signal?.removeEventListener("abort", onAbort);
+    }
+    const tokenCounts = new Uint32Array(count);
+    for (let i = 0; i < count; i++) tokenCounts[i] = prepared.offsets[i + 1] - prepared.offsets[i];
+    const offsets = pool === "tokens" ? prepared.offsets.slice() : Uint32Array.from({ length: count + 1 }, (_, i) => i);
+    return new Activations(specs, pool, this.info.nEmbd, count, tokenCounts, outputs, offsets);
+  }
+
+  private checkPrepared(p: PreparedTexts): PreparedTexts {
+    const n = p.offsets.length - 1;
+    if (n < 1 || p.offsets[0] !== 0 || p.offsets[n] !== p.tokens.length) throw new RangeError("prepared offsets do not span the tokens");
+    for (let i = 0; i < n; i++) {
+      const len = p.offsets[i + 1] - p.offsets[i];
+      if (p.offsets[i + 1] < p.offsets[i] || len === 0) throw new InputError("TEXT_EMPTY", `texts[${i}] is empty`);
+      if (len > this.info.contextSize) throw new InputError("TEXT_TOO_LONG", `texts[${i}] has ${len} tokens but the context holds ${this.info.contextSize}`);
+    }
+    return p;
+  }
+
+  private async extraContext(kind: "embeddings" | "plain"): Promise<NativeContext> {
+    let c = this.extraContexts.get(kind);
+    if (!c) {
+      const addon = ensureLibraries();
+      c = new addon.AddonContext(this.native, {
+        contextSize: this.info.contextSize,
+        batchSize: this.info.batchSize,
+        sequences: this.info.sequences,
+        threads: this.info.threads,
+        capture: false,
+        embeddings: kind === "embeddings",
+        flashAttention: this.info.flashAttention,
+      });
+      await c.init();
+      this.extraContexts.set(kind, c);
+    }
+    return c;
+  }
+
+  /**
+   * llama.cpp's own embeddings output (llama_get_embeddings_ith) for each
+   * input's last token, from a separate context with embeddings on and no
+   * callback: the reference that capture's "final" layer is checked against.
+   */
+  async embed(inputs: readonly CaptureInput[] | PreparedTexts, options: PrepareOptions = {}): Promise<Float32Array> {
+    const callSite = new Error();
+    this.checkUsable();
+    const prepared = isPrepared(inputs) ? this.checkPrepared(inputs) : this.prepare(inputs, options);
+    const out = new Float32Array((prepared.offsets.length - 1) * this.info.nEmbd);
+    const run = this.extraContext("embeddings").then((c) => c.decode({ tokens: prepared.tokens, offsets: prepared.offsets, embeddings: out }));
+    this.running = run;
+    try {
+      await run;
+    } catch (e) {
+      throw mapNativeError(e, callSite);
+    } finally {
+      this.running = null;
+    }
+    return out;
+  }
+
+  /**
+   * Plain llama_decode over the inputs, batched exactly as capture does but on a
+   * context without the eval callback: the benchmark's floor.
+   */
+  async evaluate(inputs: readonly CaptureInput[] | PreparedTexts, options: PrepareOptions = {}): Promise<{ tokens: number; decodeMs: number }> {
+    const callSite = new Error();
+    this.checkUsable();
+    const prepared = isPrepared(inputs) ? this.checkPrepared(inputs) : this.prepare(inputs, options);
+    const run = this.extraContext("plain").then((c) => c.decode({ tokens: prepared.tokens, offsets: prepared.offsets }));
+    this.running = run;
+    try {
+      const r = await run;
+      return { tokens: prepared.tokens.length, decodeMs: r.decodeMs };
+    } catch (e) {
+      throw mapNativeError(e, callSite);
+    } finally {
+      this.running = null;
+    }
+  }
+
+  get isDisposed(): boolean {
+    return this.disposed;
+  }
+
+  /** Frees the model and its contexts. Idempotent; a running capture is cancelled first. */
+  async dispose(): Promise<void> {
+    if (this.disposed) return;
+    this.disposed = true;
+    if (this.running) {
+      this.nativeContext?.cancel();
+      for (const c of this.extraContexts.values()) c.cancel();
+      await this.running.catch(() => undefined);
+    }
+    for (const c of this.extraContexts.values()) c.dispose();
+    this.extraContexts.clear();
+    this.nativeContext?.dispose();
+    this.nativeContext = null;
+    this.native.dispose();
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.dispose();
+  }
+}
+
+function isPrepared(v: unknown): v is PreparedTexts {
+  return v !== null && typeof v === "object" && !Array.isArray(v) && (v as PreparedTexts).tokens instanceof Int32Array && (v as PreparedTexts).offsets instanceof Uint32Array;
+}
+
+/** Loads a GGUF model (default: the embedded stories260K) for capture. */
+export function loadModel(options: LoadModelOptions = {}): Promise<Model> {
+  return Model.load(options);
+}
+
+/** True when a file exists at p (for CLI messages). */
+export function fileExists(p: string): boolean {
+  try {
+    return fs.statSync(p).isFile();
+  } catch {
+    return false;
+  }
+}

@@ -1,0 +1,266 @@
+/**
+ * Loading the native addon and llama.cpp's prebuilt libraries from
+ * node-llama-cpp's platform packages (@node-llama-cpp/<platform>).
+ */
+import { execFileSync } from "node:child_process";
+import * as fs from "node:fs";
+import * as os from "node:os";
+import * as path from "node:path";
+
+import { BackendError } from "./errors";
+
+export type GpuOption = "auto" | "cuda" | "vulkan" | "metal" | false;
+
+export interface NativeDevice {
+  index: number;
+  name: string;
+  description: string;
+  type: "cpu" | "gpu" | "igpu" | "accel" | "other";
+  backend: string;
+  memoryFree: number;
+  memoryTotal: number;
+}
+
+/** The shape of build/Release/safety_lens.node (see native/addon.cpp). */
+export interface NativeAddon {
+  loadLibraries(libraries: string[], cpuBackendDir: string): void;
+  loadBackend(path: string): string;
+  devices(): NativeDevice[];
+  AddonModel: new (path: string, options: { gpuLayers: number; useMmap: boolean; devices: string[] }) => NativeModel;
+  AddonContext: new (model: NativeModel, options: NativeContextOptions) => NativeContext;
+}
+
+export interface NativeModelInfo {
+  arch: string;
+  name: string;
+  description: string;
+  nLayer: number;
+  nEmbd: number;
+  nCtxTrain: number;
+  nVocab: number;
+  nParams: number;
+  sizeBytes: number;
+  hasEncoder: boolean;
+  chatTemplate: string | null;
+  bosToken: string | null;
+  eosToken: string | null;
+  eotToken: string | null;
+  addBos: boolean;
+  addEos: boolean;
+}
+
+export interface NativeModel {
+  load(): Promise<void>;
+  info(): NativeModelInfo;
+  tokenize(text: string, addSpecial: boolean, parseSpecial: boolean): Int32Array;
+  detokenize(tokens: Int32Array, special?: boolean): string;
+  dispose(): void;
+}
+
+export interface NativeContextOptions {
+  contextSize: number;
+  batchSize: number;
+  sequences: number;
+  threads: number;
+  capture: boolean;
+  embeddings: boolean;
+  flashAttention: boolean;
+}
+
+export interface NativeCaptureRequest {
+  tokens: Int32Array;
+  offsets: Uint32Array;
+  layers: Int32Array;
+  pool: number;
+  outputs: Float32Array[];
+  earlyExit: boolean;
+}
+
+export interface NativeDecodeRequest {
+  tokens: Int32Array;
+  offsets: Uint32Array;
+  embeddings?: Float32Array;
+}
+
+export interface NativeContext {
+  init(): Promise<void>;
+  capture(request: NativeCaptureRequest, onProgress?: (textsDone: number, tokensDone: number) => void): Promise<{ decodeMs: number }>;
+  decode(request: NativeDecodeRequest, onProgress?: (textsDone: number, tokensDone: number) => void): Promise<{ decodeMs: number }>;
+  cancel(): void;
+  info(): { contextSize: number; batchSize: number; sequences: number; threads: number };
+  dispose(): void;
+}
+
+let addon: NativeAddon | undefined;
+
+/** Loads build/Release/safety_lens.node once. */
+export function getAddon(): NativeAddon {
+  if (addon) return addon;
+  const file = path.join(__dirname, "..", "build", "Release", "safety_lens.node");
+  if (!fs.existsSync(file)) {
+    throw new BackendError(
+      "NATIVE_ADDON_MISSING",
+      `The safety-lens native addon is not built (${file} is missing). ` +
+        "Run `npm rebuild safety-lens` (it needs git and a C++ compiler; with npm 11 allow the install script: `npm install-scripts approve safety-lens`).",
+    );
+  }
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  addon = require(file) as NativeAddon;
+  return addon;
+}
+
+/** node-llama-cpp's platform package names for this machine. */
+export function platformPackages(): { cpu: string; cuda?: string; vulkan?: string } {
+  const { platform, arch } = process;
+  if (platform === "linux" && arch === "x64") return { cpu: "linux-x64", cuda: "linux-x64-cuda", vulkan: "linux-x64-vulkan" };
+  if (platform === "linux" && arch === "arm64") return { cpu: "linux-arm64" };
+  if (platform === "linux" && arch === "arm") return { cpu: "linux-armv7l" };
+  if (platform === "darwin" && arch === "arm64") return { cpu: "mac-arm64-metal" };
+  if (platform === "darwin" && arch === "x64") return { cpu: "mac-x64" };
+  if (platform === "win32" && arch === "x64") return { cpu: "win-x64", cuda: "win-x64-cuda", vulkan: "win-x64-vulkan" };
+  if (platform === "win32" && arch === "arm64") return { cpu: "win-arm64" };
+  throw new BackendError("BACKEND_UNAVAILABLE", `node-llama-cpp ships no prebuilt llama.cpp for ${platform}-${arch}`);
+}
+
+/** The bins/<name> folder of an installed @node-llama-cpp/<name> package, or null. */
+export function findBinsDir(name: string): string | null {
+  for (const base of require.resolve.paths(`@node-llama-cpp/${name}`) ?? []) {
+    const dir = path.join(base, "@node-llama-cpp", name, "bins", name);
+    if (fs.existsSync(dir)) return dir;
+  }
+  return null;
+}
+
+function findLibrary(dir: string, stem: "llama" | "ggml" | "ggml-base"): string {
+  const files = fs.readdirSync(dir);
+  const ext = process.platform === "win32" ? ".dll" : process.platform === "darwin" ? ".dylib" : ".so";
+  const prefix = process.platform === "win32" ? "" : "lib";
+  // libllama.v0.5.0.so, libggml.v0.5.0.so, libggml-base.so (names differ per variant and version)
+  const re = new RegExp(`^${prefix}${stem.replace("-", "\\-")}(\\.[A-Za-z0-9_]+)*(\\.v[0-9.]+)?${ext.replace(".", "\\.")}$`);
+  const hit = files.find((f) => re.test(f) && !f.startsWith(`${prefix}${stem}-`));
+  if (!hit) throw new BackendError("BACKEND_UNAVAILABLE", `no ${prefix}${stem}*${ext} in ${dir}; reinstall node-llama-cpp`);
+  return path.join(dir, hit);
+}
+
+let librariesDir: string | undefined;
+const loadedBackends = new Map<string, string | Error>();
+
+/** Loads llama.cpp's CPU libraries (once per process). */
+export function ensureLibraries(): NativeAddon {
+  const a = getAddon();
+  if (librariesDir) return a;
+  const pkgs = platformPackages();
+  const dir = findBinsDir(pkgs.cpu);
+  if (!dir) {
+    throw new BackendError(
+      "BACKEND_UNAVAILABLE",
+      `@node-llama-cpp/${pkgs.cpu} is not installed; it ships llama.cpp for this platform. Run \`npm install\` (optional dependencies must not be omitted).`,
+    );
+  }
+  const libs = [findLibrary(dir, "llama"), findLibrary(dir, "ggml"), findLibrary(dir, "ggml-base")];
+  try {
+    a.loadLibraries(libs, dir);
+  } catch (e) {
+    throw new BackendError("BACKEND_UNAVAILABLE", `could not load llama.cpp from ${dir}: ${(e as Error).message}`, { cause: e });
+  }
+  librariesDir = dir;
+  return a;
+}
+
+function gpuDevices(a: NativeAddon, backend?: string): NativeDevice[] {
+  return a.devices().filter((d) => (d.type === "gpu" || d.type === "igpu") && (!backend || d.backend.toLowerCase() === backend.toLowerCase()));
+}
+
+/** Adds one GPU backend library (CUDA or Vulkan) from its @node-llama-cpp package. */
+function loadGpuBackend(a: NativeAddon, kind: "cuda" | "vulkan"): string {
+  const prior = loadedBackends.get(kind);
+  if (typeof prior === "string") return prior;
+  if (prior instanceof Error) throw prior;
+  try {
+    const pkg = platformPackages()[kind];
+    if (!pkg) throw new BackendError("BACKEND_UNAVAILABLE", `node-llama-cpp has no ${kind} build for ${process.platform}-${process.arch}`);
+    const dir = findBinsDir(pkg);
+    if (!dir) throw new BackendError("BACKEND_UNAVAILABLE", `@node-llama-cpp/${pkg} is not installed, so ${kind} cannot be used`);
+    const file = path.join(dir, `${process.platform === "win32" ? "" : "lib"}ggml-${kind}${process.platform === "win32" ? ".dll" : ".so"}`);
+    if (!fs.existsSync(file)) throw new BackendError("BACKEND_UNAVAILABLE", `${file} is missing; reinstall @node-llama-cpp/${pkg}`);
+    let reg: string;
+    try {
+      reg = a.loadBackend(file);
+    } catch (e) {
+      const hint = kind === "cuda" ? " (it needs an NVIDIA driver and the CUDA 13 runtime: libcudart, libcublas)" : " (it needs a Vulkan loader, libvulkan.so.1, and a driver)";
+      throw new BackendError("BACKEND_UNAVAILABLE", `the ${kind} backend could not be loaded${hint}: ${(e as Error).message}`, { cause: e });
+    }
+    loadedBackends.set(kind, reg);
+    return reg;
+  } catch (e) {
+    loadedBackends.set(kind, e as Error);
+    throw e;
+  }
+}
+
+/**
+ * Resolves the `gpu` option to the devices a model should offload to.
+ * "auto" tries CUDA, then Vulkan (then Metal on macOS) and falls back to the CPU.
+ */
+export function resolveGpu(gpu: GpuOption): { backend: string; devices: NativeDevice[] } {
+  const a = ensureLibraries();
+  if (gpu === false) return { backend: "cpu", devices: [] };
+  if (gpu === "metal") {
+    const d = gpuDevices(a, "MTL").concat(gpuDevices(a, "Metal"));
+    if (d.length === 0) throw new BackendError("BACKEND_UNAVAILABLE", "gpu: \"metal\" needs macOS on Apple silicon; no Metal device was found");
+    return { backend: "metal", devices: d };
+  }
+  if (gpu === "cuda" || gpu === "vulkan") {
+    const reg = loadGpuBackend(a, gpu);
+    const d = gpuDevices(a, reg);
+    if (d.length === 0) throw new BackendError("BACKEND_UNAVAILABLE", `the ${gpu} backend loaded but found no device`);
+    return { backend: gpu, devices: d };
+  }
+  // auto
+  if (process.platform === "darwin") {
+    const d = gpuDevices(a, "MTL").concat(gpuDevices(a, "Metal"));
+    if (d.length > 0) return { backend: "metal", devices: d };
+    return { backend: "cpu", devices: [] };
+  }
+  for (const kind of ["cuda", "vulkan"] as const) {
+    try {
+      const reg = loadGpuBackend(a, kind);
+      const d = gpuDevices(a, reg);
+      if (d.length > 0) return { backend: kind, devices: d };
+    } catch {
+      // try the next one; "auto" falls back to the CPU
+    }
+  }
+  return { backend: "cpu", devices: [] };
+}
+
+let physical: number | undefined;
+
+/**
+ * Physical CPU cores available to this process: llama.cpp's thread count.
+ * Hyper-threads and more threads than cores slow decoding down sharply.
+ */
+export function physicalCoreCount(): number {
+  if (physical !== undefined) return physical;
+  const available = typeof os.availableParallelism === "function" ? os.availableParallelism() : os.cpus().length;
+  let cores = available;
+  try {
+    if (process.platform === "linux") {
+      const info = fs.readFileSync("/proc/cpuinfo", "utf8");
+      const ids = new Set<string>();
+      let phys = "0";
+      for (const line of info.split("\n")) {
+        const [k, v] = line.split(":").map((s) => s?.trim());
+        if (k === "physical id") phys = v;
+        else if (k === "core id") ids.add(`${phys}:${v}`);
+      }
+      if (ids.size > 0) cores = ids.size;
+    } else if (process.platform === "darwin") {
+      cores = Number(execFileSync("sysctl", ["-n", "hw.physicalcpu"], { encoding: "utf8" }).trim()) || available;
+    }
+  } catch {
+    cores = available;
+  }
+  physical = Math.max(1, Math.min(cores, available));
+  return physical;
+}
