@@ -25,9 +25,14 @@ void Cleanup(void* arg) {
 }
 
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
-  auto* state = new AddonState();
-  env.SetInstanceData<AddonState>(state);
-  napi_add_env_cleanup_hook(env, Cleanup, state);
+  // The module can be initialised twice in one environment (test runners that
+  // reset their module registry require it again): keep one state per environment.
+  AddonState* state = AddonState::Get(env);
+  if (!state) {
+    state = new AddonState();
+    env.SetInstanceData<AddonState>(state);
+    napi_add_env_cleanup_hook(env, Cleanup, state);
+  }
   AddonBackend::Init(env, exports);
   Napi::Function model = AddonModel::Define(env);
   Napi::Function context = AddonContext::Define(env);

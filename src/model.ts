@@ -183,6 +183,9 @@ function mapNativeError(e: unknown, callSite: Error): Error {
   return err;
 }
 
+/** Symbol.asyncDispose; Node 20 defines it as Symbol.for("nodejs.asyncDispose"), some sandboxes (jest) do not. */
+const asyncDispose: typeof Symbol.asyncDispose = Symbol.asyncDispose ?? (Symbol.for("nodejs.asyncDispose") as typeof Symbol.asyncDispose);
+
 const POOLS: Record<Pool, number> = { last: 0, mean: 1, tokens: 2 };
 
 export class Model {
@@ -519,7 +522,7 @@ export class Model {
     this.native.dispose();
   }
 
-  async [Symbol.asyncDispose](): Promise<void> {
+  async [asyncDispose](): Promise<void> {
     await this.dispose();
   }
 }
