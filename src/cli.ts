@@ -1,0 +1,293 @@
+#!/usr/bin/env node
+/**
+ * safety-lens command line. Every command takes --json for machine-readable output.
+ *
+ *   safety-lens info    [--model PATH]
+ *   safety-lens capture [--model PATH] --input FILE.jsonl --layers 4,12,final [--pool last|mean] [--chat] [--out FILE.safetensors]
+ *   safety-lens bench   [--model PATH | --synthetic 24x896]
+ *   safety-lens demo
+ */
+import * as path from "node:path";
+import { parseArgs } from "node:util";
+
+import { SafetyLensError } from "./errors";
+import { readTextRecords } from "./jsonl";
+import { DEFAULT_MODEL_PATH, LayerSpec, loadModel, Model } from "./model";
+import { GpuOption, ensureLibraries } from "./native";
+import { ProgressBar } from "./progress";
+import { writeSafetensors } from "./safetensors";
+
+const USAGE = `safety-lens: hidden states of llama.cpp models, for safety probes and rankers
+
+Usage:
+  safety-lens info    [--model PATH] [--json]
+  safety-lens capture [--model PATH] --input FILE.jsonl --layers 4,12,final [--pool last|mean]
+                      [--chat] [--field text] [--out FILE.safetensors] [--json]
+  safety-lens bench   [--model PATH | --synthetic 24x896] [--texts N] [--json]
+  safety-lens demo    [--json]
+
+Common options:
+  --model PATH      a GGUF model (default: the embedded ${path.basename(DEFAULT_MODEL_PATH)})
+  --threads N       llama.cpp threads (default: physical cores)
+  --gpu KIND        auto | cuda | vulkan | metal | false (default auto)
+  --context-size N  longest text in tokens (default min(training context, 4096))
+  --json            machine-readable output on stdout
+`;
+
+/** A usage error: exit code 2 and the message, no stack. */
+class UsageError extends Error {}
+
+const common = {
+  model: { type: "string" },
+  threads: { type: "string" },
+  gpu: { type: "string" },
+  "context-size": { type: "string" },
+  "batch-size": { type: "string" },
+  json: { type: "boolean", default: false },
+  help: { type: "boolean", short: "h", default: false },
+} as const;
+
+function intOption(v: string | undefined, name: string): number | undefined {
+  if (v === undefined) return undefined;
+  if (!/^\d+$/.test(v)) throw new UsageError(`--${name} must be a whole number, got ${JSON.stringify(v)}`);
+  return Number(v);
+}
+
+function gpuOption(v: string | undefined): GpuOption | undefined {
+  if (v === undefined) return undefined;
+  if (v === "false" || v === "cpu" || v === "none") return false;
+  if (v === "auto" || v === "cuda" || v === "vulkan" || v === "metal") return v;
+  throw new UsageError(`--gpu must be auto, cuda, vulkan, metal or false, got ${JSON.stringify(v)}`);
+}
+
+function modelOptions(values: Record<string, unknown>) {
+  return {
+    modelPath: (values.model as string | undefined) ?? DEFAULT_MODEL_PATH,
+    threads: intOption(values.threads as string | undefined, "threads"),
+    gpu: gpuOption(values.gpu as string | undefined),
+    contextSize: intOption(values["context-size"] as string | undefined, "context-size"),
+    batchSize: intOption(values["batch-size"] as string | undefined, "batch-size"),
+  };
+}
+
+export function parseLayers(spec: string, nLayer: number): LayerSpec[] {
+  const out: LayerSpec[] = [];
+  for (const part of spec.split(",").map((s) => s.trim()).filter(Boolean)) {
+    if (part === "final") out.push("final");
+    else if (part === "all") for (let i = 0; i < nLayer; i++) out.push(i);
+    else if (/^\d+$/.test(part)) out.push(Number(part));
+    else throw new UsageError(`--layers takes layer numbers, "all" and "final" separated by commas; got ${JSON.stringify(part)}`);
+  }
+  if (out.length === 0) throw new UsageError("--layers is empty");
+  return out;
+}
+
+function print(json: boolean, value: unknown, text: string): void {
+  process.stdout.write(json ? `${JSON.stringify(value, null, 2)}\n` : `${text}\n`);
+}
+
+async function cmdInfo(argv: string[]): Promise<void> {
+  const { values } = parseArgs({ args: argv, options: common, strict: true });
+  const model = await loadModel(modelOptions(values));
+  try {
+    const devices = ensureLibraries().devices();
+    const { chatTemplate, ...rest } = model.info;
+    const value = { ...rest, chatTemplate, devicesAvailable: devices };
+    const text = [
+      `model        ${model.info.path}`,
+      `architecture ${model.info.arch} (${model.info.description})`,
+      `name         ${model.info.name}`,
+      `layers       ${model.info.nLayer} (capture 0..${model.info.nLayer - 1} and "final")`,
+      `width        ${model.info.nEmbd}`,
+      `parameters   ${model.info.nParams}`,
+      `context      ${model.info.contextSize} (trained ${model.info.nCtxTrain})`,
+      `vocabulary   ${model.info.nVocab}`,
+      `chat template ${chatTemplate ? "from the model" : "none (a ChatML fallback is used)"}`,
+      `fingerprint  ${model.info.fingerprint}`,
+      `backend      ${model.info.backend}${model.info.devices.length ? ` (${model.info.devices.join(", ")})` : ""}, ${model.info.threads} threads`,
+      `devices      ${devices.map((d) => `${d.name} [${d.type}]`).join(", ")}`,
+    ].join("\n");
+    print(values.json, value, text);
+  } finally {
+    await model.dispose();
+  }
+}
+
+export interface CaptureFileResult {
+  out: string;
+  rows: number;
+  layers: LayerSpec[];
+  nEmbd: number;
+  pool: string;
+  chat: boolean;
+  tokens: number;
+  seconds: number;
+  tokensPerSec: number;
+  fingerprint: string;
+}
+
+/** Captures a JSONL file's texts into a safetensors file (shared by `capture` and `demo`). */
+export async function captureFile(
+  model: Model,
+  opts: { input: string; field?: string; layers: LayerSpec[]; pool: "last" | "mean"; chat: boolean; out: string; quiet?: boolean },
+): Promise<CaptureFileResult & { ids: string[]; data: Map<LayerSpec, Float32Array> }> {
+  const { ids, texts } = await readTextRecords(opts.input, { field: opts.field ?? "text" });
+  if (texts.length === 0) throw new UsageError(`${opts.input} has no records`);
+  const bar = new ProgressBar("capture");
+  const t0 = performance.now();
+  const acts = await model.capture(texts, {
+    layers: opts.layers,
+    pool: opts.pool,
+    chat: opts.chat,
+    onProgress: opts.quiet ? undefined : (p) => bar.update(p.textsDone, p.texts, `texts, ${p.tokensDone} tokens`),
+  });
+  const seconds = (performance.now() - t0) / 1000;
+  if (!opts.quiet) bar.done();
+  const tokens = acts.tokenCounts.reduce((a, b) => a + b, 0);
+  await writeSafetensors(
+    opts.out,
+    opts.layers.map((l) => ({ name: `layer.${l}`, shape: [acts.rows, acts.nEmbd], data: acts.layer(l) })),
+    {
+      format: "safety-lens.activations/1",
+      model_fingerprint: model.info.fingerprint,
+      model_path: model.info.path,
+      model_arch: model.info.arch,
+      layers: JSON.stringify(opts.layers),
+      pool: opts.pool,
+      chat: String(opts.chat),
+      source: path.resolve(opts.input),
+      row_ids: JSON.stringify(ids),
+      token_counts: JSON.stringify(Array.from(acts.tokenCounts)),
+    },
+  );
+  const data = new Map<LayerSpec, Float32Array>(opts.layers.map((l) => [l, acts.layer(l)]));
+  return {
+    out: path.resolve(opts.out),
+    rows: acts.rows,
+    layers: opts.layers,
+    nEmbd: acts.nEmbd,
+    pool: opts.pool,
+    chat: opts.chat,
+    tokens,
+    seconds,
+    tokensPerSec: tokens / seconds,
+    fingerprint: model.info.fingerprint,
+    ids,
+    data,
+  };
+}
+
+async function cmdCapture(argv: string[]): Promise<void> {
+  const { values } = parseArgs({
+    args: argv,
+    options: {
+      ...common,
+      input: { type: "string" },
+      layers: { type: "string" },
+      pool: { type: "string", default: "last" },
+      chat: { type: "boolean", default: false },
+      field: { type: "string", default: "text" },
+      out: { type: "string" },
+    },
+    strict: true,
+  });
+  if (!values.input) throw new UsageError("capture needs --input FILE.jsonl");
+  if (!values.layers) throw new UsageError("capture needs --layers, e.g. --layers 4,12,final");
+  if (values.pool !== "last" && values.pool !== "mean") throw new UsageError(`--pool must be last or mean, got ${JSON.stringify(values.pool)}`);
+  const out = values.out ?? values.input.replace(/\.jsonl?$/i, "") + ".safetensors";
+  const model = await loadModel(modelOptions(values));
+  try {
+    const layers = parseLayers(values.layers, model.info.nLayer);
+    const { ids: _ids, data: _data, ...r } = await captureFile(model, {
+      input: values.input,
+      field: values.field,
+      layers,
+      pool: values.pool,
+      chat: values.chat,
+      out,
+      quiet: values.json,
+    });
+    print(
+      values.json,
+      r,
+      `wrote ${r.out}: ${r.layers.length} tensors [${r.rows}, ${r.nEmbd}] (${r.layers.map((l) => `layer.${l}`).join(", ")}), ` +
+        `${r.tokens} tokens in ${r.seconds.toFixed(2)} s (${Math.round(r.tokensPerSec)} tokens/s)`,
+    );
+  } finally {
+    await model.dispose();
+  }
+}
+
+async function cmdBench(argv: string[]): Promise<void> {
+  const { values } = parseArgs({
+    args: argv,
+    options: { ...common, synthetic: { type: "string" }, texts: { type: "string" }, repeats: { type: "string" } },
+    strict: true,
+  });
+  const { runBench, formatBench } = await import("./bench");
+  if (values.model && values.synthetic) throw new UsageError("use --model or --synthetic, not both");
+  const result = await runBench({
+    modelPath: values.model,
+    synthetic: values.synthetic,
+    texts: intOption(values.texts, "texts"),
+    repeats: intOption(values.repeats, "repeats"),
+    threads: intOption(values.threads, "threads"),
+    log: values.json ? () => undefined : (m: string) => process.stderr.write(`${m}\n`),
+  });
+  print(values.json, result, formatBench(result));
+}
+
+async function cmdDemo(argv: string[]): Promise<void> {
+  const { values } = parseArgs({ args: argv, options: common, strict: true });
+  const { runDemo } = await import("./demo");
+  await runDemo({ ...modelOptions(values), json: values.json });
+}
+
+export async function main(argv: string[]): Promise<number> {
+  const [cmd, ...rest] = argv;
+  try {
+    if (!cmd || cmd === "help" || cmd === "--help" || cmd === "-h") {
+      process.stdout.write(USAGE);
+      return cmd ? 0 : 2;
+    }
+    if (rest.includes("--help") || rest.includes("-h")) {
+      process.stdout.write(USAGE);
+      return 0;
+    }
+    switch (cmd) {
+      case "info":
+        await cmdInfo(rest);
+        break;
+      case "capture":
+        await cmdCapture(rest);
+        break;
+      case "bench":
+        await cmdBench(rest);
+        break;
+      case "demo":
+        await cmdDemo(rest);
+        break;
+      default:
+        throw new UsageError(`unknown command ${JSON.stringify(cmd)}; run safety-lens --help`);
+    }
+    return 0;
+  } catch (e) {
+    const err = e as Error & { code?: string };
+    if (e instanceof UsageError || (err.code && String(err.code).startsWith("ERR_PARSE_ARGS"))) {
+      process.stderr.write(`safety-lens: ${err.message}\n`);
+      return 2;
+    }
+    if (e instanceof SafetyLensError || e instanceof TypeError || e instanceof RangeError || err.code === "ENOENT") {
+      process.stderr.write(`safety-lens: ${err.name}: ${err.message}\n`);
+      return 1;
+    }
+    process.stderr.write(`safety-lens: ${err.stack ?? err.message}\n`);
+    return 1;
+  }
+}
+
+if (require.main === module) {
+  main(process.argv.slice(2)).then((code) => {
+    process.exitCode = code;
+  });
+}
