@@ -24,19 +24,7 @@ Napi::Value LoadLibraries(const Napi::CallbackInfo& info) {
   std::vector<std::string> libs;
   for (uint32_t i = 0; i < arr.Length(); i++) libs.push_back(arr.Get(i).As<Napi::String>().Utf8Value());
   std::string err;
-  bool first = !LlamaApiLoaded();
-  if (!LlamaApiLoad(libs, err)) throw Napi::Error::New(env, err);
-  if (first) {
-    std::string dir = info[1].As<Napi::String>().Utf8Value();
-    L.ggml_backend_load_all_from_path(dir.c_str());
-    bool haveCpu = false;
-    for (size_t i = 0; i < L.ggml_backend_dev_count(); i++) {
-      if (L.ggml_backend_dev_type(L.ggml_backend_dev_get(i)) == GGML_BACKEND_DEVICE_TYPE_CPU) haveCpu = true;
-    }
-    if (!haveCpu) {
-      throw Napi::Error::New(env, "no llama.cpp CPU backend could be loaded from " + dir + " " + LlamaLogLastErrors());
-    }
-  }
+  if (!LlamaApiLoad(libs, info[1].As<Napi::String>().Utf8Value(), err)) throw Napi::Error::New(env, err);
   return env.Undefined();
 }
 
@@ -46,14 +34,9 @@ Napi::Value LoadBackend(const Napi::CallbackInfo& info) {
   if (!LlamaApiLoaded()) throw Napi::Error::New(env, "llama.cpp libraries are not loaded");
   if (info.Length() < 1 || !info[0].IsString()) throw Napi::TypeError::New(env, "loadBackend(path: string)");
   std::string path = info[0].As<Napi::String>().Utf8Value();
-  std::string err;
-  if (!LlamaApiProbeLibrary(path, err)) throw Napi::Error::New(env, err);
-  LlamaLogClear();
-  ggml_backend_reg_t reg = L.ggml_backend_load(path.c_str());
-  if (!reg) {
-    throw Napi::Error::New(env, "ggml could not register the backend in " + path + ": " + LlamaLogLastErrors());
-  }
-  return Napi::String::New(env, L.ggml_backend_reg_name(reg));
+  std::string err, reg;
+  if (!LlamaApiLoadBackend(path, reg, err)) throw Napi::Error::New(env, err);
+  return Napi::String::New(env, reg);
 }
 
 // devices(): { index, name, description, type, backend, memoryFree, memoryTotal }[]

@@ -4,6 +4,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <deque>
+#include <map>
 #include <mutex>
 
 #ifdef _WIN32
@@ -20,6 +21,7 @@ std::mutex g_mutex;
 bool g_loaded = false;
 std::vector<std::string> g_libraries;
 std::vector<void*> g_handles;
+std::map<std::string, std::string> g_backends;  // library path -> registry name
 
 std::mutex g_log_mutex;
 std::deque<std::string> g_log_lines;
@@ -80,7 +82,7 @@ void LogCallback(enum ggml_log_level level, const char* text, void*) {
 
 }  // namespace
 
-bool LlamaApiLoad(const std::vector<std::string>& libraries, std::string& err) {
+bool LlamaApiLoad(const std::vector<std::string>& libraries, const std::string& cpuBackendDir, std::string& err) {
   std::lock_guard<std::mutex> lock(g_mutex);
   if (g_loaded) {
     if (libraries == g_libraries) return true;
@@ -113,6 +115,15 @@ bool LlamaApiLoad(const std::vector<std::string>& libraries, std::string& err) {
   g_log_echo = echo && echo[0] && strcmp(echo, "0") != 0;
   L.llama_log_set(LogCallback, nullptr);
   L.llama_backend_init();
+  L.ggml_backend_load_all_from_path(cpuBackendDir.c_str());
+  bool haveCpu = false;
+  for (size_t i = 0; i < L.ggml_backend_dev_count(); i++) {
+    if (L.ggml_backend_dev_type(L.ggml_backend_dev_get(i)) == GGML_BACKEND_DEVICE_TYPE_CPU) haveCpu = true;
+  }
+  if (!haveCpu) {
+    err = "no llama.cpp CPU backend could be loaded from " + cpuBackendDir + " " + LlamaLogLastErrors();
+    return false;
+  }
   g_libraries = libraries;
   g_loaded = true;
   return true;
@@ -125,9 +136,28 @@ bool LlamaApiLoaded() {
 
 const std::vector<std::string>& LlamaApiLibraries() { return g_libraries; }
 
-bool LlamaApiProbeLibrary(const std::string& path, std::string& err) {
-  void* h = OpenLibrary(path, err);
-  return h != nullptr;  // kept open: ggml_backend_load opens it again right after
+bool LlamaApiLoadBackend(const std::string& path, std::string& regName, std::string& err) {
+  std::lock_guard<std::mutex> lock(g_mutex);
+  if (!g_loaded) {
+    err = "llama.cpp libraries are not loaded";
+    return false;
+  }
+  auto it = g_backends.find(path);
+  if (it != g_backends.end()) {
+    regName = it->second;
+    return true;
+  }
+  // Open it ourselves first: the loader's message says what is missing (ggml only logs it).
+  if (!OpenLibrary(path, err)) return false;  // kept open; ggml_backend_load opens it again
+  LlamaLogClear();
+  ggml_backend_reg_t reg = L.ggml_backend_load(path.c_str());
+  if (!reg) {
+    err = "ggml could not register the backend in " + path + ": " + LlamaLogLastErrors();
+    return false;
+  }
+  regName = L.ggml_backend_reg_name(reg);
+  g_backends[path] = regName;
+  return true;
 }
 
 void LlamaLogClear() {

@@ -80,16 +80,18 @@ struct LlamaApi {
 // The process-wide function table; valid once LlamaApiLoad succeeded.
 extern LlamaApi L;
 
-// Opens the given libraries (llama, ggml, ggml-base; full paths, in that order)
-// and resolves every function. Idempotent for the same paths; loading a second,
-// different set in one process is refused. On failure returns false and sets err.
-bool LlamaApiLoad(const std::vector<std::string>& libraries, std::string& err);
+// Opens the given libraries (llama, ggml, ggml-base; full paths, in that order),
+// resolves every function and loads the CPU backends found in cpuBackendDir.
+// Once per process, under a lock (worker threads may race here): idempotent for
+// the same paths; a second, different set is refused. On failure returns false
+// and sets err.
+bool LlamaApiLoad(const std::vector<std::string>& libraries, const std::string& cpuBackendDir, std::string& err);
 bool LlamaApiLoaded();
 const std::vector<std::string>& LlamaApiLibraries();
 
-// Opens one extra shared library (a GPU backend) to check it can load; returns
-// the loader's message on failure (e.g. a missing libcudart).
-bool LlamaApiProbeLibrary(const std::string& path, std::string& err);
+// Loads one extra backend library (CUDA, Vulkan) once per process; returns its
+// registry name, or false with the loader's message (e.g. a missing libcudart).
+bool LlamaApiLoadBackend(const std::string& path, std::string& regName, std::string& err);
 
 // llama.cpp's log: by default kept, not printed (SAFETY_LENS_LOG=1 prints it to
 // stderr). The last error/warning lines are attached to error messages.

@@ -209,7 +209,7 @@ export function formatBench(r: BenchResult): string {
     `model: ${r.model.synthetic ? "synthetic random-weight " : ""}${r.model.arch} ${r.model.nLayer}x${r.model.nEmbd} (${(r.model.nParams / 1e6).toFixed(0)}M params); ${r.texts} texts, ${r.tokens} tokens; ${r.threads} threads; median of ${r.repeats}`,
     "",
     `| ${"run".padEnd(44)} | ${"tokens/s".padStart(9)} | ${"ratio".padStart(22)} |`,
-    `|${"-".repeat(46)}|${"-".repeat(11)}:|${"-".repeat(23)}:|`,
+    `|${"-".repeat(46)}|${"-".repeat(10)}:|${"-".repeat(23)}:|`,
     row("llama_decode, no callback (floor)", r.floorTokensPerSec, "time 1.000"),
     row(`capture 4 layers [${r.capture4Layers.join(",")}], full pass`, r.capture4TokensPerSec, `time ${f(r.ratios.capture4TimeOverFloor)} (≤1.03)`),
     row(`capture 4 layers, early exit`, r.capture4EarlyExitTokensPerSec, `time ${f(r.floorTokensPerSec / r.capture4EarlyExitTokensPerSec)}`),

@@ -1,0 +1,92 @@
+import { execFile } from "node:child_process";
+import * as fs from "node:fs";
+import * as path from "node:path";
+import { promisify } from "node:util";
+
+import { loadModel, readSafetensors } from "../src";
+import { MODEL, STORIES, maxAbsDiff, tmpDir } from "./helpers";
+
+const run = promisify(execFile);
+const CLI = path.join(__dirname, "..", "dist", "cli.js");
+
+async function cli(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+  try {
+    const { stdout, stderr } = await run(process.execPath, [CLI, ...args], { maxBuffer: 1 << 26 });
+    return { code: 0, stdout, stderr };
+  } catch (e) {
+    const err = e as { code: number; stdout: string; stderr: string };
+    return { code: err.code, stdout: err.stdout, stderr: err.stderr };
+  }
+}
+
+describe("safety-lens CLI", () => {
+  const dir = tmpDir();
+  const input = path.join(dir, "in.jsonl");
+  beforeAll(() => {
+    fs.writeFileSync(input, STORIES.map((t, i) => JSON.stringify({ id: `s${i}`, text: t, label: i % 2 ? "safe" : "unsafe" })).join("\n") + "\n");
+  });
+
+  test("info --json on the embedded model", async () => {
+    const r = await cli(["info", "--json", "--gpu", "false"]);
+    expect(r.code).toBe(0);
+    const info = JSON.parse(r.stdout);
+    expect(info).toMatchObject({ arch: "llama", nLayer: 5, nEmbd: 64, nCtxTrain: 2048, chatTemplate: null, backend: "cpu" });
+    expect(info.fingerprint).toMatch(/^gguf-[0-9a-f]{16}$/);
+    expect(info.path).toBe(MODEL);
+  });
+
+  test("capture writes safetensors equal to the API's values, with fingerprint and row ids", async () => {
+    const out = path.join(dir, "acts.safetensors");
+    const r = await cli(["capture", "--input", input, "--layers", "1,final", "--pool", "mean", "--chat", "--out", out, "--json", "--gpu", "false"]);
+    expect(r.code).toBe(0);
+    const summary = JSON.parse(r.stdout);
+    expect(summary).toMatchObject({ rows: STORIES.length, nEmbd: 64, layers: [1, "final"], pool: "mean", chat: true });
+    const file = await readSafetensors(out);
+    expect([...file.tensors.keys()].sort()).toEqual(["layer.1", "layer.final"]);
+    expect(file.tensors.get("layer.1")!.shape).toEqual([STORIES.length, 64]);
+    expect(JSON.parse(file.metadata.row_ids)).toEqual(STORIES.map((_, i) => `s${i}`));
+    const model = await loadModel({ modelPath: MODEL, gpu: false });
+    try {
+      expect(file.metadata.model_fingerprint).toBe(model.info.fingerprint);
+      const acts = await model.capture(STORIES, { layers: [1, "final"], pool: "mean", chat: true });
+      expect(maxAbsDiff(file.tensors.get("layer.1")!.data, acts.layer(1))).toBeLessThan(1e-6);
+      expect(maxAbsDiff(file.tensors.get("layer.final")!.data, acts.layer("final"))).toBeLessThan(1e-6);
+    } finally {
+      await model.dispose();
+    }
+  });
+
+  test("a malformed data line names the file and line", async () => {
+    const bad = path.join(dir, "bad.jsonl");
+    fs.writeFileSync(bad, `{"text": "fine"}\n{"text": "also fine"}\n{"text": oops}\n`);
+    const r = await cli(["capture", "--input", bad, "--layers", "0", "--out", path.join(dir, "x.safetensors"), "--gpu", "false"]);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toContain(`${bad}:3: invalid JSON`);
+    const missing = path.join(dir, "nofield.jsonl");
+    fs.writeFileSync(missing, `{"text": "fine"}\n{"prompt": "wrong field"}\n`);
+    const r2 = await cli(["capture", "--input", missing, "--layers", "0", "--out", path.join(dir, "y.safetensors"), "--gpu", "false"]);
+    expect(r2.code).toBe(1);
+    expect(r2.stderr).toContain(`${missing}:2: missing string field "text"`);
+  });
+
+  test("usage errors exit 2 with a message", async () => {
+    const r = await cli(["capture", "--input", input, "--layers", "1,x"]);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toContain('--layers takes layer numbers, "all" and "final" separated by commas; got "x"');
+    const r2 = await cli(["frobnicate"]);
+    expect(r2.code).toBe(2);
+    expect(r2.stderr).toContain('unknown command "frobnicate"');
+    const r3 = await cli(["capture", "--layers", "1"]);
+    expect(r3.code).toBe(2);
+    expect(r3.stderr).toContain("capture needs --input FILE.jsonl");
+  });
+
+  test("layer out of range and missing model are reported, not crashes", async () => {
+    const r = await cli(["capture", "--input", input, "--layers", "9", "--out", path.join(dir, "z.safetensors"), "--gpu", "false"]);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toContain("RangeError: layer 9 is out of range: the model has 5 layers (0-4)");
+    const r2 = await cli(["info", "--model", path.join(dir, "missing.gguf")]);
+    expect(r2.code).toBe(1);
+    expect(r2.stderr).toContain(`ModelLoadError: Model file not found: ${path.join(dir, "missing.gguf")}`);
+  });
+});
