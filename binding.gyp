@@ -8,7 +8,8 @@
         "native/AddonBackend.cpp",
         "native/AddonModel.cpp",
         "native/AddonContext.cpp",
-        "native/CaptureWorker.cpp"
+        "native/CaptureWorker.cpp",
+        "native/GenerateWorker.cpp"
       ],
       "include_dirs": [
         "<!(node -p \"require('node-addon-api').include_dir\")",

@@ -3,6 +3,7 @@
 #include "AddonModel.h"
 #include "AddonState.h"
 #include "CaptureWorker.h"
+#include "GenerateWorker.h"
 
 namespace {
 
@@ -38,10 +39,25 @@ class ContextInitWorker : public Napi::AsyncWorker {
     if (!ctx_) {
       std::string log = LlamaLogLastErrors();
       SetError("llama.cpp could not create a context" + (log.empty() ? "" : ": " + log));
+      return;
+    }
+    if (target_->threads > 1) {
+      ggml_backend_dev_t cpu = L.ggml_backend_dev_by_type(GGML_BACKEND_DEVICE_TYPE_CPU);
+      ggml_backend_reg_t reg = cpu ? L.ggml_backend_dev_backend_reg(cpu) : nullptr;
+      using NewFn = ggml_threadpool* (*)(ggml_threadpool_params*);
+      auto tpNew = reg ? reinterpret_cast<NewFn>(L.ggml_backend_reg_get_proc_address(reg, "ggml_threadpool_new")) : nullptr;
+      tpFree_ = reg ? reinterpret_cast<void (*)(ggml_threadpool*)>(L.ggml_backend_reg_get_proc_address(reg, "ggml_threadpool_free")) : nullptr;
+      if (tpNew && tpFree_) {
+        ggml_threadpool_params tpp = L.ggml_threadpool_params_default(target_->threads);
+        threadpool_ = tpNew(&tpp);
+        if (threadpool_) L.llama_attach_threadpool(ctx_, threadpool_, threadpool_);
+      }
     }
   }
   void OnOK() override {
     target_->ctx = ctx_;
+    target_->threadpool = threadpool_;
+    target_->threadpoolFree = tpFree_;
     target_->contextSize = L.llama_n_ctx(ctx_);
     deferred_.Resolve(Env().Undefined());
   }
@@ -51,6 +67,8 @@ class ContextInitWorker : public Napi::AsyncWorker {
   AddonContext* target_;
   Napi::Promise::Deferred deferred_;
   llama_context* ctx_ = nullptr;
+  ggml_threadpool* threadpool_ = nullptr;
+  void (*tpFree_)(ggml_threadpool*) = nullptr;
 };
 
 uint32_t OptU32(Napi::Object o, const char* key, uint32_t def) {
@@ -65,6 +83,7 @@ Napi::Function AddonContext::Define(Napi::Env env) {
                          InstanceMethod("init", &AddonContext::Init),
                          InstanceMethod("capture", &AddonContext::Capture),
                          InstanceMethod("decode", &AddonContext::Decode),
+                         InstanceMethod("generate", &AddonContext::Generate),
                          InstanceMethod("cancel", &AddonContext::Cancel),
                          InstanceMethod("info", &AddonContext::Info),
                          InstanceMethod("dispose", &AddonContext::Dispose),
@@ -103,9 +122,12 @@ AddonContext::~AddonContext() { Free(); }
 
 void AddonContext::Free() {
   if (ctx) {
+    if (threadpool) L.llama_detach_threadpool(ctx);
     L.llama_free(ctx);
     ctx = nullptr;
   }
+  if (threadpool && threadpoolFree) threadpoolFree(threadpool);
+  threadpool = nullptr;
   if (!disposed && model) model->contexts--;
   disposed = true;
 }
@@ -141,6 +163,19 @@ Napi::Value AddonContext::Decode(const Napi::CallbackInfo& info) {
   if (info.Length() < 1 || !info[0].IsObject()) throw Napi::TypeError::New(env, "decode(request: object, onProgress?)");
   auto* worker = new CaptureWorker(env, this, CaptureWorker::Mode::Decode, info[0].As<Napi::Object>(),
                                    info.Length() > 1 ? info[1] : env.Undefined());
+  Napi::Promise p = worker->Promise();
+  worker->Queue();
+  return p;
+}
+
+// generate({ n, maxTokens, temperature, topK, topP, minP, seed, stop, ignoreEos, layers, pool, outputs },
+//          onToken?(candidate, token, pieceBytes)): Promise<{ candidates, decodeMs, steps }>
+// Continues from the prompt a prefill (capture/decode with keep: true) left in the KV cache.
+Napi::Value AddonContext::Generate(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  RequireReady(env, this);
+  if (info.Length() < 1 || !info[0].IsObject()) throw Napi::TypeError::New(env, "generate(request: object, onToken?)");
+  auto* worker = new GenerateWorker(env, this, info[0].As<Napi::Object>(), info.Length() > 1 ? info[1] : env.Undefined());
   Napi::Promise p = worker->Promise();
   worker->Queue();
   return p;

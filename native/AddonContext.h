@@ -53,6 +53,11 @@ class AddonContext : public Napi::ObjectWrap<AddonContext> {
   AddonModel* model = nullptr;
   Napi::ObjectReference modelRef;
   llama_context* ctx = nullptr;
+  // A persistent CPU threadpool: without one, ggml starts and joins its worker
+  // threads on every graph compute, which on small VMs costs milliseconds per
+  // llama_decode (and per capture chunk).
+  ggml_threadpool* threadpool = nullptr;
+  void (*threadpoolFree)(ggml_threadpool*) = nullptr;
   uint32_t contextSize = 0, batchSize = 512, sequences = 64;
   int32_t threads = 1;
   bool withCallback = true;
@@ -62,6 +67,10 @@ class AddonContext : public Napi::ObjectWrap<AddonContext> {
   bool busy = false;
   std::atomic<bool> cancelled{false};
   CapturePlan* plan = nullptr;  // set by the worker around llama_decode
+  // After a prefill (capture/decode with keep): the prompt stays in sequence 0
+  // of the KV cache and its last token's logits at batch index lastLogitsIndex.
+  uint32_t prefilledTokens = 0;
+  int32_t lastLogitsIndex = -1;
 
   void Free();
   static bool EvalCallback(struct ggml_tensor* t, bool ask, void* userData);
@@ -71,6 +80,7 @@ class AddonContext : public Napi::ObjectWrap<AddonContext> {
   Napi::Value Init(const Napi::CallbackInfo& info);
   Napi::Value Capture(const Napi::CallbackInfo& info);
   Napi::Value Decode(const Napi::CallbackInfo& info);
+  Napi::Value Generate(const Napi::CallbackInfo& info);
   Napi::Value Cancel(const Napi::CallbackInfo& info);
   Napi::Value Info(const Napi::CallbackInfo& info);
   Napi::Value Dispose(const Napi::CallbackInfo& info);

@@ -90,6 +90,11 @@ CaptureWorker::CaptureWorker(Napi::Env env, AddonContext* target, Mode mode, Nap
       embeddingsOut_ = f.Data();
     }
   }
+  keep_ = request.Has("keep") && request.Get("keep").ToBoolean().Value();
+  if (keep_) {
+    if (nTexts_ != 1) throw Napi::RangeError::New(env, "a prefill takes exactly one text");
+    plan_.earlyExit = false;  // generation needs the logits
+  }
   requestRef_ = Napi::Persistent(request);
   if (onProgress.IsFunction()) onProgress_ = Napi::Persistent(onProgress.As<Napi::Function>());
   target_->Ref();
@@ -157,6 +162,9 @@ void CaptureWorker::Execute(const ExecutionProgress& progress) {
   llama_batch batch = L.llama_batch_init(static_cast<int32_t>(batchSize), 0, 1);
   std::vector<int32_t> lastBatchIndex(nTexts_, -1);  // batch index of each text's last token (decode mode)
   uint32_t tokensDone = 0;
+  target_->prefilledTokens = 0;  // any decode replaces what a prefill left
+  target_->lastLogitsIndex = -1;
+  int32_t keptIndex = -1;
 
   uint32_t i = 0;
   while (i < nTexts_) {
@@ -203,7 +211,7 @@ void CaptureWorker::Execute(const ExecutionProgress& progress) {
             plan_.runs.push_back({static_cast<int32_t>(n), nOut, static_cast<int32_t>(take), static_cast<int32_t>(t), static_cast<int32_t>(p)});
           }
         }
-        if (endsText) lastBatchIndex[t] = static_cast<int32_t>(n + take - 1);
+        if (endsText) lastBatchIndex[t] = keptIndex = static_cast<int32_t>(n + take - 1);
         nOut += needOutputsForAll_ ? static_cast<int32_t>(take) : (endsText ? 1 : 0);
         n += take;
         p += take;
@@ -252,7 +260,12 @@ void CaptureWorker::Execute(const ExecutionProgress& progress) {
     CaptureProgress pr{i, tokensDone};
     progress.Send(&pr, 1);
   }
-  L.llama_memory_clear(mem, true);
+  if (keep_ && code_.empty() && i == nTexts_) {
+    target_->prefilledTokens = nTokensAll_;
+    target_->lastLogitsIndex = keptIndex;
+  } else {
+    L.llama_memory_clear(mem, true);
+  }
   L.llama_batch_free(batch);
 }
 

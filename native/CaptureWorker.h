@@ -46,6 +46,7 @@ class CaptureWorker : public Napi::AsyncProgressWorker<CaptureProgress> {
   std::vector<double> accStorage_;
   float* embeddingsOut_ = nullptr;  // decode mode with embeddings: nTexts x nEmbd
   bool needOutputsForAll_ = false;  // pool mean/tokens with a tensor that holds only output rows
+  bool keep_ = false;               // prefill: keep the single text in the KV cache for generation
   std::string code_;
   uint64_t decodeUs_ = 0;
 };

@@ -14,6 +14,7 @@
 #include "llama.h"
 #include "ggml.h"
 #include "ggml-backend.h"
+#include "ggml-cpu.h"
 
 #define SAFETY_LENS_LLAMA_FUNCTIONS(X) \
   X(llama_backend_init)                \
@@ -58,6 +59,22 @@
   X(llama_set_embeddings)              \
   X(llama_get_embeddings_ith)          \
   X(llama_get_logits_ith)              \
+  X(llama_sampler_chain_default_params) \
+  X(llama_sampler_chain_init)          \
+  X(llama_sampler_chain_add)           \
+  X(llama_sampler_init_greedy)         \
+  X(llama_sampler_init_dist)           \
+  X(llama_sampler_init_top_k)          \
+  X(llama_sampler_init_top_p)          \
+  X(llama_sampler_init_min_p)          \
+  X(llama_sampler_init_temp)           \
+  X(llama_sampler_sample)              \
+  X(llama_sampler_free)                \
+  X(llama_attach_threadpool)           \
+  X(llama_detach_threadpool)           \
+  X(ggml_threadpool_params_default)    \
+  X(ggml_backend_reg_get_proc_address) \
+  X(ggml_backend_dev_by_type)          \
   X(ggml_backend_tensor_get)           \
   X(ggml_backend_buffer_is_host)       \
   X(ggml_backend_load)                 \

@@ -12,6 +12,16 @@ export type {
   PreparedTexts,
 } from "./model";
 export type { ChatMessage } from "./chat";
+export type {
+  GenerateOptions,
+  GenerateResult,
+  GenerationCandidate,
+  GenerationStream,
+  GenerateCaptureOptions,
+  TokenEvent,
+  FinishReason,
+  PromptHiddenVerdict,
+} from "./generate";
 export type { GpuOption } from "./native";
 export { physicalCoreCount } from "./native";
 export * from "./errors";

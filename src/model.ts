@@ -13,6 +13,16 @@ import * as path from "node:path";
 
 import { ChatMessage, isChatMessages, renderChat } from "./chat";
 import { AbortError, DecodeError, InputError, ModelLoadError, ModelStateError, SafetyLensError } from "./errors";
+import {
+  GenerateOptions,
+  GenerateResult,
+  GenerationCandidate,
+  GenerationStream,
+  PieceDecoder,
+  TokenEvent,
+  makeStream,
+  resolveGenerateOptions,
+} from "./generate";
 import { ggufFingerprint, readGgufInfo } from "./gguf";
 import {
   GpuOption,
@@ -500,6 +510,144 @@ export class Model {
     } finally {
       this.running = null;
     }
+  }
+
+  /**
+   * Generates n candidate responses to a prompt (text or chat messages) in
+   * parallel sequences that share one prefill. With `capture`, the prompt's and
+   * each response's hidden states come out of the same decoding work, and
+   * `onPromptHidden` can veto before the first token is sampled.
+   */
+  async generate(input: CaptureInput, options: GenerateOptions = {}): Promise<GenerateResult> {
+    const callSite = new Error();
+    this.checkUsable();
+    const o = resolveGenerateOptions(options, this.info);
+    const layers = o.capture ? this.resolveLayers(o.capture.layers) : null;
+    const { text } = this.formatText(input, options, "prompt");
+    const tokens = this.tokenizeOne(input, options, "prompt");
+    const ctxSize = this.info.contextSize;
+    if (tokens.length + o.n * o.maxTokens > ctxSize) {
+      throw new RangeError(
+        `the prompt (${tokens.length} tokens) plus n (${o.n}) x maxTokens (${o.maxTokens}) exceeds the context (${ctxSize} tokens); ` +
+          "lower maxTokens or n, or load the model with a larger contextSize",
+      );
+    }
+    const signal = options.signal;
+    if (signal?.aborted) throw new AbortError();
+
+    const ctx = this.nativeContext!;
+    const nEmbd = this.info.nEmbd;
+    const t0 = performance.now();
+    let finish!: () => void;
+    this.running = new Promise<void>((r) => (finish = r));
+    const onAbort = () => ctx.cancel();
+    signal?.addEventListener("abort", onAbort, { once: true });
+    const timings = { prefillMs: 0, hookMs: 0, decodeMs: 0, steps: 0, totalMs: 0 };
+    const base = { prompt: text, promptTokens: tokens.length, seed: o.seed, timings };
+    const emptyResult = (reason: "vetoed" | "aborted", prompt: Activations | null): GenerateResult => {
+      timings.totalMs = performance.now() - t0;
+      const candidates: GenerationCandidate[] = Array.from({ length: o.n }, () => ({
+        text: "",
+        tokens: new Int32Array(0),
+        finishReason: reason,
+        hidden: { prompt, response: null },
+      }));
+      return { ...base, candidates, vetoed: reason === "vetoed" };
+    };
+    try {
+      // 1. prefill: the prompt goes into sequence 0 and stays there; its hidden state is read on the way
+      const promptOut = layers && o.capture!.prompt ? layers.specs.map(() => new Float32Array(nEmbd)) : [];
+      const prefill = { tokens, offsets: Uint32Array.of(0, tokens.length), keep: true };
+      try {
+        if (promptOut.length) await ctx.capture({ ...prefill, layers: layers!.codes, pool: 0, outputs: promptOut, earlyExit: false });
+        else await ctx.decode(prefill);
+      } catch (e) {
+        if ((e as { code?: string }).code === "ABORTED") return emptyResult("aborted", null);
+        throw e;
+      }
+      timings.prefillMs = performance.now() - t0;
+      const promptActs = promptOut.length
+        ? new Activations(layers!.specs, "last", nEmbd, 1, Uint32Array.of(tokens.length), promptOut, Uint32Array.of(0, 1))
+        : null;
+
+      // 2. the hook (a guard) sees the prompt before any token is sampled
+      if (options.onPromptHidden) {
+        const th = performance.now();
+        const verdict = await options.onPromptHidden(promptActs!);
+        timings.hookMs = performance.now() - th;
+        if (verdict && typeof verdict === "object" && verdict.stop === true) return emptyResult("vetoed", promptActs);
+      }
+      if (this.disposed) throw new ModelStateError("MODEL_DISPOSED", "the model was disposed during generation");
+      if (signal?.aborted) return emptyResult("aborted", promptActs);
+
+      // 3. n candidates in parallel sequences sharing the prompt's cells
+      const resp = layers && o.capture!.response ? layers : null;
+      const respOut = resp ? resp.specs.map(() => new Float32Array(o.n * nEmbd)) : [];
+      const decoder = new PieceDecoder();
+      const onToken = options.onToken;
+      const r = await ctx.generate(
+        {
+          n: o.n,
+          maxTokens: o.maxTokens,
+          temperature: o.temperature,
+          topK: o.topK,
+          topP: o.topP,
+          minP: o.minP,
+          seed: o.seed,
+          stop: o.stop,
+          ignoreEos: o.ignoreEos,
+          layers: resp ? resp.codes : new Int32Array(0),
+          pool: o.capture?.response === "mean" ? 1 : 0,
+          outputs: respOut,
+        },
+        onToken ? (candidate, token, piece) => onToken({ candidate, token, text: decoder.push(candidate, piece) }) : undefined,
+      );
+      timings.decodeMs = r.decodeMs;
+      timings.steps = r.steps;
+      timings.totalMs = performance.now() - t0;
+      const utf8 = new TextDecoder("utf-8");
+      const candidates: GenerationCandidate[] = r.candidates.map((c, i) => ({
+        text: utf8.decode(c.text),
+        tokens: c.tokens,
+        finishReason: c.finishReason,
+        hidden: {
+          prompt: promptActs,
+          response:
+            resp && c.decoded > 0
+              ? new Activations(
+                  resp.specs,
+                  o.capture!.response as "last" | "mean",
+                  nEmbd,
+                  1,
+                  Uint32Array.of(c.tokens.length),
+                  respOut.map((d) => d.subarray(i * nEmbd, (i + 1) * nEmbd)),
+                  Uint32Array.of(0, 1),
+                )
+              : null,
+        },
+      }));
+      return { ...base, candidates, vetoed: false };
+    } catch (e) {
+      throw mapNativeError(e, callSite);
+    } finally {
+      this.running = null;
+      finish();
+      signal?.removeEventListener("abort", onAbort);
+    }
+  }
+
+  /** generate() as an async iterator of token events; `.result` resolves to the full result. */
+  generateStream(input: CaptureInput, options: GenerateOptions = {}): GenerationStream {
+    const userOnToken = options.onToken;
+    return makeStream((push) =>
+      this.generate(input, {
+        ...options,
+        onToken: (e: TokenEvent) => {
+          push(e);
+          userOnToken?.(e);
+        },
+      }),
+    );
   }
 
   get isDisposed(): boolean {

@@ -74,18 +74,43 @@ export interface NativeCaptureRequest {
   pool: number;
   outputs: Float32Array[];
   earlyExit: boolean;
+  keep?: boolean;
 }
 
 export interface NativeDecodeRequest {
   tokens: Int32Array;
   offsets: Uint32Array;
   embeddings?: Float32Array;
+  /** prefill: keep the (single) text in the KV cache for generate() */
+  keep?: boolean;
+}
+
+export interface NativeGenerateRequest {
+  n: number;
+  maxTokens: number;
+  temperature: number;
+  topK: number;
+  topP: number;
+  minP: number;
+  seed: number;
+  stop: string[];
+  ignoreEos: boolean;
+  layers: Int32Array;
+  pool: number;
+  outputs: Float32Array[];
+}
+
+export interface NativeGenerateResult {
+  candidates: { tokens: Int32Array; text: Buffer; finishReason: "eos" | "length" | "stop" | "aborted"; decoded: number }[];
+  decodeMs: number;
+  steps: number;
 }
 
 export interface NativeContext {
   init(): Promise<void>;
   capture(request: NativeCaptureRequest, onProgress?: (textsDone: number, tokensDone: number) => void): Promise<{ decodeMs: number }>;
   decode(request: NativeDecodeRequest, onProgress?: (textsDone: number, tokensDone: number) => void): Promise<{ decodeMs: number }>;
+  generate(request: NativeGenerateRequest, onToken?: (candidate: number, token: number, piece: Buffer) => void): Promise<NativeGenerateResult>;
   cancel(): void;
   info(): { contextSize: number; batchSize: number; sequences: number; threads: number };
   dispose(): void;

@@ -1,0 +1,256 @@
+#include "GenerateWorker.h"
+
+#include <chrono>
+#include <cstring>
+
+#include "AddonModel.h"
+
+namespace {
+enum Pool { POOL_LAST = 0, POOL_MEAN = 1 };
+
+double Num(Napi::Object o, const char* key, double def) {
+  return o.Has(key) && o.Get(key).IsNumber() ? o.Get(key).As<Napi::Number>().DoubleValue() : def;
+}
+
+std::string Piece(const llama_vocab* vocab, llama_token tok) {
+  char small[128];
+  int32_t n = L.llama_token_to_piece(vocab, tok, small, sizeof(small), 0, false);
+  if (n >= 0) return std::string(small, n);
+  std::vector<char> buf(-n);
+  n = L.llama_token_to_piece(vocab, tok, buf.data(), buf.size(), 0, false);
+  return n > 0 ? std::string(buf.data(), n) : std::string();
+}
+}  // namespace
+
+// request: { n, maxTokens, temperature, topK, topP, minP, seed, stop: string[], ignoreEos,
+//            layers: Int32Array, pool: 0 last | 1 mean, outputs: Float32Array[] (n x nEmbd each) }
+GenerateWorker::GenerateWorker(Napi::Env env, AddonContext* target, Napi::Object request, Napi::Value onToken)
+    : Napi::AsyncProgressQueueWorker<GenerateEvent>(env, "SafetyLensGenerate"),
+      target_(target),
+      deferred_(Napi::Promise::Deferred::New(env)) {
+  if (target->prefilledTokens == 0 || target->lastLogitsIndex < 0) {
+    throw Napi::Error::New(env, "generate needs a prefilled prompt");
+  }
+  const int32_t nLayer = L.llama_model_n_layer(target->model->model);
+  const int32_t nEmbd = L.llama_model_n_embd(target->model->model);
+  const double n = Num(request, "n", 1);
+  if (n < 1 || n > target->sequences) throw Napi::RangeError::New(env, "n is out of range");
+  maxTokens_ = static_cast<uint32_t>(Num(request, "maxTokens", 16));
+  if (maxTokens_ < 1 || target->prefilledTokens + static_cast<uint64_t>(maxTokens_) * static_cast<uint64_t>(n) > target->contextSize) {
+    throw Napi::RangeError::New(env, "prompt + n x maxTokens does not fit the context");
+  }
+  ignoreEos_ = request.Has("ignoreEos") && request.Get("ignoreEos").ToBoolean().Value();
+  if (request.Has("stop") && request.Get("stop").IsArray()) {
+    Napi::Array s = request.Get("stop").As<Napi::Array>();
+    for (uint32_t i = 0; i < s.Length(); i++) {
+      std::string v = s.Get(i).As<Napi::String>().Utf8Value();
+      if (!v.empty()) stops_.push_back(v);
+    }
+  }
+  const double temperature = Num(request, "temperature", 0.8);
+  const double topK = Num(request, "topK", 40), topP = Num(request, "topP", 0.95), minP = Num(request, "minP", 0.05);
+  const uint32_t seed = static_cast<uint32_t>(Num(request, "seed", 0));
+  cands_.resize(static_cast<size_t>(n));
+
+  // response hidden states: one row per candidate per requested layer
+  plan_.nEmbd = nEmbd;
+  plan_.slotOfLayer.assign(nLayer, -1);
+  Napi::Int32Array layers = request.Get("layers").As<Napi::Int32Array>();
+  Napi::Array outs = request.Get("outputs").As<Napi::Array>();
+  plan_.pool = static_cast<int32_t>(Num(request, "pool", 0));
+  if (plan_.pool != POOL_LAST && plan_.pool != POOL_MEAN) throw Napi::RangeError::New(env, "unknown pool");
+  plan_.nSlots = static_cast<int32_t>(layers.ElementLength());
+  if (outs.Length() != layers.ElementLength()) throw Napi::RangeError::New(env, "one output per layer is needed");
+  for (int32_t s = 0; s < plan_.nSlots; s++) {
+    int32_t layer = layers[s];
+    if (layer == -1) plan_.finalSlot = s;
+    else if (layer < 0 || layer >= nLayer) throw Napi::RangeError::New(env, "layer out of range");
+    else plan_.slotOfLayer[layer] = s;
+    Napi::Float32Array f = outs.Get(s).As<Napi::Float32Array>();
+    if (f.ElementLength() != cands_.size() * nEmbd) throw Napi::RangeError::New(env, "an output buffer has the wrong size");
+    plan_.out.push_back(f.Data());
+  }
+  // the mean pool accumulates in doubles; "last" overwrites each step
+  if (plan_.pool == POOL_MEAN) {
+    accStorage_.assign(static_cast<size_t>(plan_.nSlots) * cands_.size() * nEmbd, 0.0);
+    for (int32_t s = 0; s < plan_.nSlots; s++) plan_.acc.push_back(accStorage_.data() + static_cast<size_t>(s) * cands_.size() * nEmbd);
+  }
+  plan_.earlyExit = false;
+  plan_.seen.assign(plan_.nSlots, 0);
+
+  // samplers last: nothing below throws, so they are always freed by the destructor
+  for (size_t c = 0; c < cands_.size(); c++) {
+    llama_sampler* chain = L.llama_sampler_chain_init(L.llama_sampler_chain_default_params());
+    if (temperature <= 0) {
+      L.llama_sampler_chain_add(chain, L.llama_sampler_init_greedy());
+    } else {
+      if (topK > 0) L.llama_sampler_chain_add(chain, L.llama_sampler_init_top_k(static_cast<int32_t>(topK)));
+      if (topP < 1) L.llama_sampler_chain_add(chain, L.llama_sampler_init_top_p(static_cast<float>(topP), 1));
+      if (minP > 0) L.llama_sampler_chain_add(chain, L.llama_sampler_init_min_p(static_cast<float>(minP), 1));
+      L.llama_sampler_chain_add(chain, L.llama_sampler_init_temp(static_cast<float>(temperature)));
+      L.llama_sampler_chain_add(chain, L.llama_sampler_init_dist(seed + static_cast<uint32_t>(c)));
+    }
+    cands_[c].sampler = chain;
+    cands_[c].logitsIndex = target->lastLogitsIndex;
+  }
+
+  requestRef_ = Napi::Persistent(request);
+  if (onToken.IsFunction()) onToken_ = Napi::Persistent(onToken.As<Napi::Function>());
+  target_->Ref();
+  target_->busy = true;
+  target_->cancelled = false;
+}
+
+GenerateWorker::~GenerateWorker() {
+  for (auto& c : cands_) {
+    if (c.sampler) L.llama_sampler_free(c.sampler);
+  }
+  target_->busy = false;
+  target_->Unref();
+}
+
+void GenerateWorker::Execute(const ExecutionProgress& progress) {
+  llama_context* ctx = target_->ctx;
+  const llama_vocab* vocab = target_->model->vocab;
+  llama_memory_t mem = L.llama_get_memory(ctx);
+  const uint32_t nPrompt = target_->prefilledTokens;
+  const size_t n = cands_.size();
+  for (size_t c = 1; c < n; c++) L.llama_memory_seq_cp(mem, 0, static_cast<llama_seq_id>(c), -1, -1);
+  llama_batch batch = L.llama_batch_init(static_cast<int32_t>(n), 0, 1);
+  const bool capture = plan_.nSlots > 0;
+
+  while (true) {
+    if (target_->cancelled) {
+      for (auto& c : cands_) {
+        if (c.finish.empty()) c.finish = "aborted";
+      }
+      break;
+    }
+    // sample one token for every running candidate; all sampled tokens are then decoded
+    // (also a candidate's final token when capture needs its hidden state)
+    int32_t nb = 0;
+    plan_.runs.clear();
+    for (size_t ci = 0; ci < n; ci++) {
+      Candidate& c = cands_[ci];
+      if (!c.finish.empty()) continue;
+      llama_token tok = L.llama_sampler_sample(c.sampler, ctx, c.logitsIndex);
+      if (!ignoreEos_ && L.llama_vocab_is_eog(vocab, tok)) {
+        c.finish = "eos";
+        continue;
+      }
+      c.tokens.push_back(tok);
+      std::string piece = Piece(vocab, tok);
+      const size_t before = c.text.size();
+      c.text += piece;
+      GenerateEvent ev{static_cast<int32_t>(ci), tok, piece};
+      progress.Send(&ev, 1);
+      for (const auto& s : stops_) {
+        size_t from = before >= s.size() ? before - s.size() + 1 : 0;
+        size_t at = c.text.find(s, from);
+        if (at != std::string::npos) {
+          c.text.resize(at);
+          c.finish = "stop";
+          break;
+        }
+      }
+      if (c.finish.empty() && c.tokens.size() >= maxTokens_) c.finish = "length";
+      if (!c.finish.empty() && !capture) continue;  // nothing more to read for this one
+      batch.token[nb] = tok;
+      batch.pos[nb] = static_cast<llama_pos>(nPrompt + c.tokens.size() - 1);
+      batch.n_seq_id[nb] = 1;
+      batch.seq_id[nb][0] = static_cast<llama_seq_id>(ci);
+      batch.logits[nb] = 1;
+      c.logitsIndex = nb;
+      plan_.runs.push_back({nb, nb, 1, static_cast<int32_t>(ci), static_cast<int32_t>(c.tokens.size() - 1)});
+      nb++;
+    }
+    if (nb == 0) break;
+    batch.n_tokens = nb;
+    plan_.nTokens = nb;
+    plan_.nOutputs = nb;
+    plan_.nSeen = 0;
+    plan_.stopped = false;
+    std::fill(plan_.seen.begin(), plan_.seen.end(), 0);
+    LlamaLogClear();
+    target_->plan = capture ? &plan_ : nullptr;
+    auto t0 = std::chrono::steady_clock::now();
+    int32_t rc = L.llama_decode(ctx, batch);
+    decodeUs_ += std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - t0).count();
+    target_->plan = nullptr;
+    steps_++;
+    if (rc == 2 || (rc != 0 && target_->cancelled)) {
+      // aborted inside this step: its tokens were sampled but not all read
+      for (auto& c : cands_) {
+        if (c.finish.empty()) c.finish = "aborted";
+      }
+      break;
+    }
+    if (rc != 0) {
+      std::string log = LlamaLogLastErrors();
+      code_ = "DECODE_FAILED";
+      SetError("llama_decode failed with code " + std::to_string(rc) + (log.empty() ? "" : ": " + log));
+      break;
+    }
+    if (!plan_.error.empty() || (capture && plan_.nSeen != plan_.nSlots)) {
+      code_ = "DECODE_FAILED";
+      SetError(plan_.error.empty() ? "this model's compute graph lacks a requested layer tensor" : plan_.error);
+      break;
+    }
+    for (const CaptureRun& r : plan_.runs) cands_[r.text].decoded++;
+  }
+  if (plan_.pool == POOL_MEAN) {
+    const int32_t nEmbd = plan_.nEmbd;
+    for (int32_t s = 0; s < plan_.nSlots; s++) {
+      for (size_t ci = 0; ci < n; ci++) {
+        const double inv = cands_[ci].decoded ? 1.0 / cands_[ci].decoded : 0.0;
+        const double* a = plan_.acc[s] + ci * nEmbd;
+        float* o = plan_.out[s] + ci * nEmbd;
+        for (int32_t e = 0; e < nEmbd; e++) o[e] = static_cast<float>(a[e] * inv);
+      }
+    }
+  }
+  L.llama_batch_free(batch);
+  L.llama_memory_clear(mem, true);
+  target_->prefilledTokens = 0;
+  target_->lastLogitsIndex = -1;
+}
+
+void GenerateWorker::OnProgress(const GenerateEvent* data, size_t count) {
+  if (onToken_.IsEmpty()) return;
+  Napi::Env env = Env();
+  for (size_t i = 0; i < count; i++) {
+    try {
+      onToken_.Call({Napi::Number::New(env, data[i].candidate), Napi::Number::New(env, data[i].token),
+                     Napi::Buffer<char>::Copy(env, data[i].piece.data(), data[i].piece.size())});
+    } catch (const Napi::Error&) {
+      // an exception in the user's callback must not escape here
+    }
+  }
+}
+
+void GenerateWorker::OnOK() {
+  Napi::Env env = Env();
+  Napi::Object result = Napi::Object::New(env);
+  Napi::Array list = Napi::Array::New(env, cands_.size());
+  for (size_t i = 0; i < cands_.size(); i++) {
+    const Candidate& c = cands_[i];
+    Napi::Object o = Napi::Object::New(env);
+    Napi::Int32Array toks = Napi::Int32Array::New(env, c.tokens.size());
+    std::copy(c.tokens.begin(), c.tokens.end(), toks.Data());
+    o.Set("tokens", toks);
+    o.Set("text", Napi::Buffer<char>::Copy(env, c.text.data(), c.text.size()));
+    o.Set("finishReason", c.finish.empty() ? "length" : c.finish);
+    o.Set("decoded", c.decoded);
+    list.Set(static_cast<uint32_t>(i), o);
+  }
+  result.Set("candidates", list);
+  result.Set("decodeMs", decodeUs_ / 1000.0);
+  result.Set("steps", steps_);
+  deferred_.Resolve(result);
+}
+
+void GenerateWorker::OnError(const Napi::Error& e) {
+  Napi::Error err = Napi::Error::New(Env(), e.Message());
+  err.Set("code", Napi::String::New(Env(), code_.empty() ? "DECODE_FAILED" : code_));
+  deferred_.Reject(err.Value());
+}
