@@ -29,6 +29,10 @@ class ContextInitWorker : public Napi::AsyncWorker {
     p.embeddings = target_->embeddings;
     p.no_perf = true;
     p.flash_attn_type = target_->flashAttention ? LLAMA_FLASH_ATTN_TYPE_AUTO : LLAMA_FLASH_ATTN_TYPE_DISABLED;
+    // F32 keys and values by default: with F16 ones a 1e-7 difference in a key can flip its
+    // rounding, so the same text's hidden states drift by ~1e-4 between batch shapes.
+    p.type_k = target_->kvF16 ? GGML_TYPE_F16 : GGML_TYPE_F32;
+    p.type_v = target_->kvF16 ? GGML_TYPE_F16 : GGML_TYPE_F32;
     if (target_->withCallback) {
       p.cb_eval = AddonContext::EvalCallback;
       p.cb_eval_user_data = target_;
@@ -108,6 +112,7 @@ AddonContext::AddonContext(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Ad
   withCallback = !o.Has("capture") || o.Get("capture").ToBoolean().Value();
   embeddings = o.Has("embeddings") && o.Get("embeddings").ToBoolean().Value();
   flashAttention = o.Has("flashAttention") && o.Get("flashAttention").ToBoolean().Value();
+  kvF16 = o.Has("kvCacheF16") && o.Get("kvCacheF16").ToBoolean().Value();
   if (contextSize < 1 || batchSize < 1 || sequences < 1 || sequences > 256 || threads < 1) {
     throw Napi::RangeError::New(env, "invalid context options");
   }

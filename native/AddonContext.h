@@ -63,6 +63,7 @@ class AddonContext : public Napi::ObjectWrap<AddonContext> {
   bool withCallback = true;
   bool embeddings = false;
   bool flashAttention = false;
+  bool kvF16 = false;
   bool disposed = false;
   bool busy = false;
   std::atomic<bool> cancelled{false};

@@ -65,6 +65,7 @@ export interface NativeContextOptions {
   capture: boolean;
   embeddings: boolean;
   flashAttention: boolean;
+  kvCacheF16: boolean;
 }
 
 export interface NativeCaptureRequest {

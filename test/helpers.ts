@@ -2,6 +2,9 @@ import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
 
+import * as gguf from "../src/gguf";
+import type { GgufTensorInput } from "../src/gguf";
+
 export const MODEL = path.join(__dirname, "..", "models", "stories260K.gguf");
 
 export function maxAbsDiff(a: Float32Array, b: Float32Array): number {
@@ -22,3 +25,22 @@ export const STORIES = [
   "Hi",
   "Tom had a big red ball. He threw it high in the sky and it came down in the tree. Tom was sad.",
 ];
+
+/**
+ * A copy of the embedded model with another chat template (tokenizer.chat_template)
+ * and/or end-of-sequence token (stories260K ends its stories with BOS, id 1, and
+ * never samples its EOS, id 2).
+ */
+export async function modelVariant(opts: { template?: string; eosId?: number }, dir = tmpDir()): Promise<string> {
+  const { readGgufInfo, readGgufMetadataEntries, readGgufTensorF32, writeGguf, GgufValueType, GgmlType } = gguf;
+  const info = await readGgufInfo(MODEL);
+  const drop = new Set([opts.template !== undefined ? "tokenizer.chat_template" : "", opts.eosId !== undefined ? "tokenizer.ggml.eos_token_id" : ""]);
+  const meta = (await readGgufMetadataEntries(MODEL)).filter((e) => !drop.has(e.key));
+  if (opts.template !== undefined) meta.push({ key: "tokenizer.chat_template", type: GgufValueType.STRING, value: opts.template });
+  if (opts.eosId !== undefined) meta.push({ key: "tokenizer.ggml.eos_token_id", type: GgufValueType.UINT32, value: opts.eosId });
+  const tensors: GgufTensorInput[] = [];
+  for (const t of info.tensors) tensors.push({ name: t.name, shape: t.shape, type: GgmlType.F32, data: await readGgufTensorF32(MODEL, info, t.name) });
+  const out = path.join(dir, "variant.gguf");
+  await writeGguf(out, { metadata: meta, tensors });
+  return out;
+}
