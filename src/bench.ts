@@ -11,6 +11,7 @@ import * as os from "node:os";
 import * as path from "node:path";
 
 import { readTextRecords } from "./jsonl";
+import type { GenerateOptions } from "./generate";
 import { LayerSpec, loadModel, Model, PreparedTexts } from "./model";
 import { physicalCoreCount } from "./native";
 import { createSyntheticModel, extractLlamaVocab } from "./synthetic";
@@ -24,16 +25,33 @@ export interface BenchOptions {
   texts?: number;
   repeats?: number;
   threads?: number;
+  /** Run one section only. */
+  only?: "capture" | "generate";
+  /** Tokens generated per candidate in the generation section. Default 64. */
+  genTokens?: number;
   log?: (msg: string) => void;
 }
 
-export interface BenchResult {
-  machine: { cpu: string; logicalCores: number; physicalCores: number; memoryGiB: number; os: string; node: string };
-  model: { path: string; arch: string; nLayer: number; nEmbd: number; nParams: number; synthetic: boolean };
+export interface GenerationBench {
+  prompt: string;
+  promptTokens: number;
+  maxTokens: number;
+  repeats: number;
+  captureLayers: LayerSpec[];
+  /** generated tokens / wall time of the whole call (prefill included), greedy, end-of-sequence ignored */
+  offTokensPerSec: number;
+  onTokensPerSec: number;
+  nodeLlamaCppTokensPerSec: number | null;
+  n4TotalTokensPerSec: number;
+  /** median llama_decode time per step; capture on decodes one step more (the final token, for its hidden state) */
+  msPerStep: { off: number; on: number; n4: number };
+  ratios: { onOverOff: number; onOverOffPerStep: number; oursOverNodeLlamaCpp: number | null; n4OverSingle: number };
+  targets: { captureWithin3pct: boolean; within5pctOfNodeLlamaCpp: boolean | null; n4AtLeast2_5x: boolean };
+}
+
+export interface CaptureBench {
   texts: number;
   tokens: number;
-  threads: number;
-  repeats: number;
   floorTokensPerSec: number;
   capture4TokensPerSec: number;
   capture4Layers: LayerSpec[];
@@ -43,7 +61,6 @@ export interface BenchResult {
   finalTokensPerSec: number;
   finalOneByOneTokensPerSec: number;
   nodeLlamaCppEmbeddingTokensPerSec: number | null;
-  nodeLlamaCppError?: string;
   ratios: {
     capture4TimeOverFloor: number;
     earlyExitTimeOverFloor: number;
@@ -52,6 +69,15 @@ export interface BenchResult {
     finalOneByOneOverNodeLlamaCpp: number | null;
   };
   targets: { capture4Overhead3pct: boolean; earlyExit: boolean; finalVsNodeLlamaCpp1_2x: boolean | null };
+}
+
+export interface BenchResult extends Partial<CaptureBench> {
+  machine: { cpu: string; logicalCores: number; physicalCores: number; memoryGiB: number; os: string; node: string };
+  model: { path: string; arch: string; nLayer: number; nEmbd: number; nParams: number; synthetic: boolean };
+  threads: number;
+  repeats: number;
+  nodeLlamaCppError?: string;
+  generation?: GenerationBench;
 }
 
 export async function ensureSyntheticModel(spec: string, log: (m: string) => void): Promise<string> {
@@ -90,13 +116,28 @@ async function nodeLlamaCppEmbedder(modelPath: string, contextSize: number, thre
   const llama = await getLlama({ gpu: false, build: "never", logLevel: LlamaLogLevel.error, maxThreads: threads });
   const model = await llama.loadModel({ modelPath, gpuLayers: 0 });
   const ctx = await model.createEmbeddingContext({ contextSize, threads, batchSize: 512 });
+  const genCtx = await model.createContext({ contextSize, threads, batchSize: 512 });
   return {
+    /** greedy generation of maxTokens tokens after the prompt tokens, in a fresh sequence */
+    async generate(prompt: Int32Array, maxTokens: number): Promise<number> {
+      const seq = genCtx.getSequence();
+      let count = 0;
+      try {
+        for await (const _t of seq.evaluate(Array.from(prompt), { temperature: 0 })) {
+          if (++count >= maxTokens) break;
+        }
+      } finally {
+        seq.dispose();
+      }
+      return count;
+    },
     async embedAll(p: PreparedTexts): Promise<void> {
       for (let i = 0; i + 1 < p.offsets.length; i++) {
         await ctx.getEmbeddingFor(Array.from(p.tokens.subarray(p.offsets[i], p.offsets[i + 1])));
       }
     },
     async dispose() {
+      await genCtx.dispose();
       await ctx.dispose();
       await model.dispose();
       await llama.dispose();
@@ -104,33 +145,26 @@ async function nodeLlamaCppEmbedder(modelPath: string, contextSize: number, thre
   };
 }
 
-export async function runBench(opts: BenchOptions = {}): Promise<BenchResult> {
-  const log = opts.log ?? (() => undefined);
-  const synthetic = !opts.modelPath;
-  const modelPath = opts.modelPath ?? (await ensureSyntheticModel(opts.synthetic ?? "24x896", log));
-  const threads = opts.threads ?? physicalCoreCount();
-  const nTexts = opts.texts ?? 32;
-  const repeats = opts.repeats ?? 3;
-  const { texts: all } = await readTextRecords(path.join(ROOT, "samples", "prompts.jsonl"));
-  const texts = Array.from({ length: nTexts }, (_, i) => all[(i * 7) % all.length]);
+/** Runs every variant once (warm-up), then `repeats` interleaved rounds; returns median seconds. */
+async function measure(runs: Record<string, () => Promise<unknown>>, repeats: number, log: (m: string) => void): Promise<Record<string, number>> {
+  for (const fn of Object.values(runs)) await fn();
+  const times: Record<string, number[]> = Object.fromEntries(Object.keys(runs).map((k) => [k, []]));
+  for (let r = 0; r < repeats; r++) {
+    for (const [k, fn] of Object.entries(runs)) times[k].push(await timeIt(fn));
+    log(`  repeat ${r + 1}/${repeats}: ${Object.entries(times).map(([k, v]) => `${k} ${v[r].toFixed(2)}s`).join(", ")}`);
+  }
+  return Object.fromEntries(Object.entries(times).map(([k, v]) => [k, median(v)]));
+}
 
-  const model: Model = await loadModel({ modelPath, threads, gpu: false });
+type Nlc = Awaited<ReturnType<typeof nodeLlamaCppEmbedder>>;
+
+async function benchCapture(model: Model, texts: string[], nlc: Nlc | null, repeats: number, log: (m: string) => void): Promise<CaptureBench> {
   const { nLayer } = model.info;
   const prepared = model.prepare(texts);
   const tokens = prepared.tokens.length;
-  log(`model ${model.info.name} (${nLayer} layers x ${model.info.nEmbd}), ${nTexts} texts, ${tokens} tokens, ${threads} threads, ${repeats} repeats`);
-
+  log(`capture: ${texts.length} texts, ${tokens} tokens`);
   const capture4Layers: LayerSpec[] = [0, 1, 2, 3].map((k) => Math.floor((nLayer * (k + 1)) / 4) - 1);
   const earlyExitLayer = Math.floor(nLayer / 2) - 1;
-  let nlc: Awaited<ReturnType<typeof nodeLlamaCppEmbedder>> | null = null;
-  let nlcError: string | undefined;
-  try {
-    nlc = await nodeLlamaCppEmbedder(modelPath, model.info.contextSize, threads);
-  } catch (e) {
-    nlcError = (e as Error).message;
-    log(`node-llama-cpp unavailable: ${nlcError}`);
-  }
-
   const runs: Record<string, () => Promise<unknown>> = {
     floor: () => model.evaluate(prepared),
     capture4: () => model.capture(prepared, { layers: capture4Layers, earlyExit: false }),
@@ -138,27 +172,15 @@ export async function runBench(opts: BenchOptions = {}): Promise<BenchResult> {
     earlyExit: () => model.capture(prepared, { layers: [earlyExitLayer] }),
     final: () => model.capture(prepared, { layers: ["final"] }),
     finalOneByOne: async () => {
-      for (let i = 0; i < nTexts; i++) {
-        const one: PreparedTexts = { tokens: prepared.tokens.subarray(prepared.offsets[i], prepared.offsets[i + 1]), offsets: new Uint32Array([0, prepared.offsets[i + 1] - prepared.offsets[i]]) };
-        await model.capture(one, { layers: ["final"] });
+      for (let i = 0; i + 1 < prepared.offsets.length; i++) {
+        const len = prepared.offsets[i + 1] - prepared.offsets[i];
+        await model.capture({ tokens: prepared.tokens.subarray(prepared.offsets[i], prepared.offsets[i + 1]), offsets: Uint32Array.of(0, len) }, { layers: ["final"] });
       }
     },
   };
-  if (nlc) runs.nodeLlamaCpp = () => nlc!.embedAll(prepared);
-
-  // warm-up, then interleaved repeats so drift hits every variant alike
-  for (const fn of Object.values(runs)) await fn();
-  const times: Record<string, number[]> = Object.fromEntries(Object.keys(runs).map((k) => [k, []]));
-  for (let r = 0; r < repeats; r++) {
-    for (const [k, fn] of Object.entries(runs)) times[k].push(await timeIt(fn));
-    log(`  repeat ${r + 1}/${repeats}: ${Object.entries(times).map(([k, v]) => `${k} ${v[r].toFixed(2)}s`).join(", ")}`);
-  }
-  if (nlc) await nlc.dispose();
-  const t = Object.fromEntries(Object.entries(times).map(([k, v]) => [k, median(v)]));
+  if (nlc) runs.nodeLlamaCpp = () => nlc.embedAll(prepared);
+  const t = await measure(runs, repeats, log);
   const tps = (k: string) => tokens / t[k];
-  const info = model.info;
-  await model.dispose();
-
   const nlcTps = nlc ? tps("nodeLlamaCpp") : null;
   const earlyExitTarget = (earlyExitLayer + 1) / nLayer + 0.05;
   const ratios = {
@@ -169,19 +191,8 @@ export async function runBench(opts: BenchOptions = {}): Promise<BenchResult> {
     finalOneByOneOverNodeLlamaCpp: nlcTps ? tps("finalOneByOne") / nlcTps : null,
   };
   return {
-    machine: {
-      cpu: os.cpus()[0]?.model ?? "unknown",
-      logicalCores: os.cpus().length,
-      physicalCores: physicalCoreCount(),
-      memoryGiB: Math.round(os.totalmem() / 2 ** 30),
-      os: `${os.type()} ${os.release()} ${os.arch()}`,
-      node: process.version,
-    },
-    model: { path: info.path, arch: info.arch, nLayer: info.nLayer, nEmbd: info.nEmbd, nParams: info.nParams, synthetic },
-    texts: nTexts,
+    texts: texts.length,
     tokens,
-    threads,
-    repeats,
     floorTokensPerSec: tps("floor"),
     capture4TokensPerSec: tps("capture4"),
     capture4Layers,
@@ -191,7 +202,6 @@ export async function runBench(opts: BenchOptions = {}): Promise<BenchResult> {
     finalTokensPerSec: tps("final"),
     finalOneByOneTokensPerSec: tps("finalOneByOne"),
     nodeLlamaCppEmbeddingTokensPerSec: nlcTps,
-    ...(nlcError ? { nodeLlamaCppError: nlcError } : {}),
     ratios,
     targets: {
       capture4Overhead3pct: ratios.capture4TimeOverFloor <= 1.03,
@@ -201,27 +211,142 @@ export async function runBench(opts: BenchOptions = {}): Promise<BenchResult> {
   };
 }
 
+async function benchGeneration(model: Model, prompt: string, maxTokens: number, nlc: Nlc | null, repeats: number, log: (m: string) => void): Promise<GenerationBench> {
+  const { nLayer } = model.info;
+  const promptTokens = model.tokenize(prompt);
+  const captureLayers: LayerSpec[] = [Math.floor(nLayer / 4), "final"];
+  const greedy = { maxTokens, temperature: 0, ignoreEos: true };
+  log(`generation: ${promptTokens.length}-token prompt, ${maxTokens} tokens per candidate, greedy`);
+  // per decode step (llama_decode time / steps), besides the whole call's wall time
+  const stepMs: Record<string, number[]> = { off: [], on: [], n4: [] };
+  const gen = (k: string, o: GenerateOptions) => async () => {
+    const r = await model.generate(prompt, o);
+    stepMs[k].push(r.timings.decodeMs / r.timings.steps);
+  };
+  const runs: Record<string, () => Promise<unknown>> = {
+    off: gen("off", greedy),
+    on: gen("on", { ...greedy, capture: { layers: captureLayers, prompt: true, response: "last" } }),
+    n4: gen("n4", { ...greedy, n: 4 }),
+  };
+  if (nlc) runs.nodeLlamaCpp = () => nlc.generate(promptTokens, maxTokens);
+  const t = await measure(runs, repeats, log);
+  const off = maxTokens / t.off;
+  const on = maxTokens / t.on;
+  const n4 = (4 * maxTokens) / t.n4;
+  const nlcTps = nlc ? maxTokens / t.nodeLlamaCpp : null;
+  const step = (k: string) => median(stepMs[k].slice(1)); // first entry is the warm-up
+  const ratios = {
+    onOverOff: on / off,
+    onOverOffPerStep: step("off") / step("on"),
+    oursOverNodeLlamaCpp: nlcTps ? off / nlcTps : null,
+    n4OverSingle: n4 / off,
+  };
+  return {
+    prompt,
+    promptTokens: promptTokens.length,
+    maxTokens,
+    repeats,
+    captureLayers,
+    offTokensPerSec: off,
+    onTokensPerSec: on,
+    nodeLlamaCppTokensPerSec: nlcTps,
+    n4TotalTokensPerSec: n4,
+    msPerStep: { off: step("off"), on: step("on"), n4: step("n4") },
+    ratios,
+    targets: {
+      captureWithin3pct: ratios.onOverOff >= 0.97,
+      within5pctOfNodeLlamaCpp: ratios.oursOverNodeLlamaCpp === null ? null : ratios.oursOverNodeLlamaCpp >= 0.95,
+      n4AtLeast2_5x: ratios.n4OverSingle >= 2.5,
+    },
+  };
+}
+
+export async function runBench(opts: BenchOptions = {}): Promise<BenchResult> {
+  const log = opts.log ?? (() => undefined);
+  const synthetic = !opts.modelPath;
+  const modelPath = opts.modelPath ?? (await ensureSyntheticModel(opts.synthetic ?? "24x896", log));
+  const threads = opts.threads ?? physicalCoreCount();
+  const repeats = opts.repeats ?? 3;
+  const { texts: all } = await readTextRecords(path.join(ROOT, "samples", "prompts.jsonl"));
+  const texts = Array.from({ length: opts.texts ?? 24 }, (_, i) => all[(i * 7) % all.length]);
+  const genRepeats = opts.repeats ?? 5;
+
+  const model: Model = await loadModel({ modelPath, threads, gpu: false });
+  const info = model.info;
+  log(`model ${info.name} (${info.nLayer} layers x ${info.nEmbd}), ${threads} threads, ${repeats} repeats`);
+  let nlc: Nlc | null = null;
+  let nlcError: string | undefined;
+  try {
+    nlc = await nodeLlamaCppEmbedder(modelPath, info.contextSize, threads);
+  } catch (e) {
+    nlcError = (e as Error).message;
+    log(`node-llama-cpp unavailable: ${nlcError}`);
+  }
+  try {
+    const capture = opts.only === "generate" ? {} : await benchCapture(model, texts, nlc, repeats, log);
+    const generation = opts.only === "capture" ? undefined : await benchGeneration(model, texts[0], opts.genTokens ?? 64, nlc, genRepeats, log);
+    return {
+      machine: {
+        cpu: os.cpus()[0]?.model ?? "unknown",
+        logicalCores: os.cpus().length,
+        physicalCores: physicalCoreCount(),
+        memoryGiB: Math.round(os.totalmem() / 2 ** 30),
+        os: `${os.type()} ${os.release()} ${os.arch()}`,
+        node: process.version,
+      },
+      model: { path: info.path, arch: info.arch, nLayer: info.nLayer, nEmbd: info.nEmbd, nParams: info.nParams, synthetic },
+      threads,
+      repeats,
+      ...capture,
+      ...(nlcError ? { nodeLlamaCppError: nlcError } : {}),
+      ...(generation ? { generation } : {}),
+    };
+  } finally {
+    if (nlc) await nlc.dispose();
+    await model.dispose();
+  }
+}
+
 export function formatBench(r: BenchResult): string {
-  const row = (name: string, v: number, ratio: string) => `| ${name.padEnd(44)} | ${v.toFixed(1).padStart(9)} | ${ratio.padStart(22)} |`;
+  const row = (name: string, v: number, ratio: string) => `| ${name.padEnd(50)} | ${v.toFixed(1).padStart(9)} | ${ratio.padStart(24)} |`;
+  const head = (first: string) => [`| ${first.padEnd(50)} | ${"tokens/s".padStart(9)} | ${"ratio".padStart(24)} |`, `|${"-".repeat(52)}|${"-".repeat(10)}:|${"-".repeat(25)}:|`];
   const f = (x: number) => x.toFixed(3);
+  const met = (b: boolean | null | undefined) => (b === null || b === undefined ? "not measured" : b ? "met" : "MISSED");
   const lines = [
     `machine: ${r.machine.cpu}, ${r.machine.physicalCores} physical cores, ${r.machine.memoryGiB} GiB, ${r.machine.os}, Node ${r.machine.node}`,
-    `model: ${r.model.synthetic ? "synthetic random-weight " : ""}${r.model.arch} ${r.model.nLayer}x${r.model.nEmbd} (${(r.model.nParams / 1e6).toFixed(0)}M params); ${r.texts} texts, ${r.tokens} tokens; ${r.threads} threads; median of ${r.repeats}`,
-    "",
-    `| ${"run".padEnd(44)} | ${"tokens/s".padStart(9)} | ${"ratio".padStart(22)} |`,
-    `|${"-".repeat(46)}|${"-".repeat(10)}:|${"-".repeat(23)}:|`,
-    row("llama_decode, no callback (floor)", r.floorTokensPerSec, "time 1.000"),
-    row(`capture 4 layers [${r.capture4Layers.join(",")}], full pass`, r.capture4TokensPerSec, `time ${f(r.ratios.capture4TimeOverFloor)} (≤1.03)`),
-    row(`capture 4 layers, early exit`, r.capture4EarlyExitTokensPerSec, `time ${f(r.floorTokensPerSec / r.capture4EarlyExitTokensPerSec)}`),
-    row(`capture layer ${r.earlyExitLayer}, early exit`, r.earlyExitTokensPerSec, `time ${f(r.ratios.earlyExitTimeOverFloor)} (≤${f(r.ratios.earlyExitTarget)})`),
-    row(`capture "final", batched`, r.finalTokensPerSec, r.ratios.finalOverNodeLlamaCpp === null ? "n/a" : `${f(r.ratios.finalOverNodeLlamaCpp)}x nlc (≥1.2)`),
-    row(`capture "final", one text per call`, r.finalOneByOneTokensPerSec, r.ratios.finalOneByOneOverNodeLlamaCpp === null ? "n/a" : `${f(r.ratios.finalOneByOneOverNodeLlamaCpp)}x nlc`),
-    r.nodeLlamaCppEmbeddingTokensPerSec === null
-      ? `| node-llama-cpp getEmbeddingFor: unavailable (${r.nodeLlamaCppError}) |`
-      : row("node-llama-cpp getEmbeddingFor (nlc)", r.nodeLlamaCppEmbeddingTokensPerSec, "1.000x nlc"),
-    "",
-    `targets: capture overhead ≤3% ${r.targets.capture4Overhead3pct ? "met" : "MISSED"}; early exit ${r.targets.earlyExit ? "met" : "MISSED"}; final ≥1.2x node-llama-cpp ${r.targets.finalVsNodeLlamaCpp1_2x === null ? "not measured" : r.targets.finalVsNodeLlamaCpp1_2x ? "met" : "MISSED"}`,
+    `model: ${r.model.synthetic ? "synthetic random-weight " : ""}${r.model.arch} ${r.model.nLayer}x${r.model.nEmbd} (${(r.model.nParams / 1e6).toFixed(0)}M params); ${r.threads} threads`,
   ];
+  if (r.floorTokensPerSec !== undefined && r.ratios && r.targets) {
+    lines.push(
+      "",
+      `capture: ${r.texts} texts, ${r.tokens} tokens, median of ${r.repeats}`,
+      ...head("capture"),
+      row("llama_decode, no callback (floor)", r.floorTokensPerSec, "time 1.000"),
+      row(`capture 4 layers [${r.capture4Layers!.join(",")}], full pass`, r.capture4TokensPerSec!, `time ${f(r.ratios.capture4TimeOverFloor)} (≤1.03)`),
+      row("capture 4 layers, early exit", r.capture4EarlyExitTokensPerSec!, `time ${f(r.floorTokensPerSec / r.capture4EarlyExitTokensPerSec!)}`),
+      row(`capture layer ${r.earlyExitLayer}, early exit`, r.earlyExitTokensPerSec!, `time ${f(r.ratios.earlyExitTimeOverFloor)} (≤${f(r.ratios.earlyExitTarget)})`),
+      row('capture "final", batched', r.finalTokensPerSec!, r.ratios.finalOverNodeLlamaCpp === null ? "n/a" : `${f(r.ratios.finalOverNodeLlamaCpp)}x nlc (≥1.2)`),
+      row('capture "final", one text per call', r.finalOneByOneTokensPerSec!, r.ratios.finalOneByOneOverNodeLlamaCpp === null ? "n/a" : `${f(r.ratios.finalOneByOneOverNodeLlamaCpp)}x nlc`),
+      r.nodeLlamaCppEmbeddingTokensPerSec === null || r.nodeLlamaCppEmbeddingTokensPerSec === undefined
+        ? `| node-llama-cpp getEmbeddingFor: unavailable (${r.nodeLlamaCppError}) |`
+        : row("node-llama-cpp getEmbeddingFor (nlc)", r.nodeLlamaCppEmbeddingTokensPerSec, "1.000x nlc"),
+      `targets: capture overhead ≤3% ${met(r.targets.capture4Overhead3pct)}; early exit ${met(r.targets.earlyExit)}; final ≥1.2x node-llama-cpp ${met(r.targets.finalVsNodeLlamaCpp1_2x)}`,
+    );
+  }
+  const g = r.generation;
+  if (g) {
+    lines.push(
+      "",
+      `generation: ${g.promptTokens}-token prompt, ${g.maxTokens} tokens per candidate, greedy, median of ${g.repeats} (tokens/s of the whole call, prefill included)`,
+      ...head("generation"),
+      row("generate, capture off", g.offTokensPerSec, "1.000"),
+      row(`generate, capture [${g.captureLayers.join(",")}] prompt + response`, g.onTokensPerSec, `${f(g.ratios.onOverOff)} of off (≥0.97)`),
+      row("  per decode step, capture on (steps/s)", 1000 / g.msPerStep.on, `${f(g.ratios.onOverOffPerStep)} (${g.msPerStep.off.toFixed(1)} vs ${g.msPerStep.on.toFixed(1)})`),
+      g.nodeLlamaCppTokensPerSec === null ? "| node-llama-cpp generation: unavailable |" : row("node-llama-cpp evaluate, greedy (nlc)", g.nodeLlamaCppTokensPerSec, `ours ${f(g.ratios.oursOverNodeLlamaCpp!)}x (≥0.95)`),
+      row("generate n=4 in parallel, total", g.n4TotalTokensPerSec, `${f(g.ratios.n4OverSingle)}x single (≥2.5)`),
+      `targets: capture within 3% ${met(g.targets.captureWithin3pct)}; within 5% of node-llama-cpp ${met(g.targets.within5pctOfNodeLlamaCpp)}; n=4 ≥2.5x ${met(g.targets.n4AtLeast2_5x)}`,
+    );
+  }
   return lines.join("\n");
 }
 

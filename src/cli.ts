@@ -23,7 +23,10 @@ Usage:
   safety-lens info    [--model PATH] [--json]
   safety-lens capture [--model PATH] --input FILE.jsonl --layers 4,12,final [--pool last|mean]
                       [--chat] [--field text] [--out FILE.safetensors] [--json]
-  safety-lens bench   [--model PATH | --synthetic 24x896] [--texts N] [--json]
+  safety-lens generate [--model PATH] --prompt TEXT [--n 4] [--max-tokens 64] [--temperature 0.8]
+                      [--top-p 0.95] [--top-k 40] [--min-p 0.05] [--seed 1] [--stop S]... [--chat]
+                      [--layers 6,final [--response last|mean]] [--json]
+  safety-lens bench   [--model PATH | --synthetic 24x896] [--texts N] [--only capture|generate] [--json]
   safety-lens demo    [--json]
 
 Common options:
@@ -218,20 +221,97 @@ async function cmdCapture(argv: string[]): Promise<void> {
   }
 }
 
+function numOption(v: string | undefined, name: string): number | undefined {
+  if (v === undefined) return undefined;
+  const x = Number(v);
+  if (v.trim() === "" || !Number.isFinite(x)) throw new UsageError(`--${name} must be a number, got ${JSON.stringify(v)}`);
+  return x;
+}
+
+async function cmdGenerate(argv: string[]): Promise<void> {
+  const { values } = parseArgs({
+    args: argv,
+    options: {
+      ...common,
+      prompt: { type: "string" },
+      n: { type: "string" },
+      "max-tokens": { type: "string" },
+      temperature: { type: "string" },
+      "top-p": { type: "string" },
+      "top-k": { type: "string" },
+      "min-p": { type: "string" },
+      seed: { type: "string" },
+      stop: { type: "string", multiple: true },
+      chat: { type: "boolean", default: false },
+      layers: { type: "string" },
+      response: { type: "string", default: "last" },
+    },
+    strict: true,
+  });
+  if (values.prompt === undefined) throw new UsageError("generate needs --prompt TEXT");
+  if (values.response !== "last" && values.response !== "mean") throw new UsageError(`--response must be last or mean, got ${JSON.stringify(values.response)}`);
+  const model = await loadModel(modelOptions(values));
+  try {
+    const n = intOption(values.n, "n") ?? 1;
+    const layers = values.layers ? parseLayers(values.layers, model.info.nLayer) : undefined;
+    const streaming = !values.json && n === 1 && !!process.stdout.isTTY;
+    const out = await model.generate(values.prompt, {
+      n,
+      maxTokens: intOption(values["max-tokens"], "max-tokens") ?? 64,
+      temperature: numOption(values.temperature, "temperature"),
+      topP: numOption(values["top-p"], "top-p"),
+      topK: intOption(values["top-k"], "top-k"),
+      minP: numOption(values["min-p"], "min-p"),
+      seed: intOption(values.seed, "seed"),
+      stop: values.stop,
+      chat: values.chat,
+      capture: layers ? { layers, response: values.response as "last" | "mean" } : undefined,
+      onToken: streaming ? (e) => process.stdout.write(e.text) : undefined,
+    });
+    const hidden = (a: import("./model").Activations | null) =>
+      a && layers ? Object.fromEntries(layers.map((l) => [String(l), Array.from(a.layer(l))])) : undefined;
+    const value = {
+      prompt: out.prompt,
+      promptTokens: out.promptTokens,
+      seed: out.seed,
+      timings: out.timings,
+      promptHidden: hidden(out.candidates[0]?.hidden.prompt ?? null),
+      candidates: out.candidates.map((c) => ({
+        text: c.text,
+        tokens: c.tokens.length,
+        finishReason: c.finishReason,
+        responseHidden: hidden(c.hidden.response),
+      })),
+    };
+    if (values.json) print(true, value, "");
+    else if (streaming) process.stdout.write(`\n[${out.candidates[0].finishReason}, ${out.candidates[0].tokens.length} tokens, seed ${out.seed}]\n`);
+    else {
+      const lines = out.candidates.map((c, i) => `--- candidate ${i} (${c.finishReason}, ${c.tokens.length} tokens)\n${c.text}`);
+      print(false, value, `${lines.join("\n")}\n[seed ${out.seed}, ${(out.timings.totalMs / 1000).toFixed(2)} s]`);
+    }
+  } finally {
+    await model.dispose();
+  }
+}
+
 async function cmdBench(argv: string[]): Promise<void> {
   const { values } = parseArgs({
     args: argv,
-    options: { ...common, synthetic: { type: "string" }, texts: { type: "string" }, repeats: { type: "string" } },
+    options: { ...common, synthetic: { type: "string" }, texts: { type: "string" }, repeats: { type: "string" }, only: { type: "string" } },
     strict: true,
   });
   const { runBench, formatBench } = await import("./bench");
   if (values.model && values.synthetic) throw new UsageError("use --model or --synthetic, not both");
+  if (values.only !== undefined && values.only !== "capture" && values.only !== "generate") {
+    throw new UsageError(`--only must be capture or generate, got ${JSON.stringify(values.only)}`);
+  }
   const result = await runBench({
     modelPath: values.model,
     synthetic: values.synthetic,
     texts: intOption(values.texts, "texts"),
     repeats: intOption(values.repeats, "repeats"),
     threads: intOption(values.threads, "threads"),
+    only: values.only as "capture" | "generate" | undefined,
     log: values.json ? () => undefined : (m: string) => process.stderr.write(`${m}\n`),
   });
   print(values.json, result, formatBench(result));
@@ -260,6 +340,9 @@ export async function main(argv: string[]): Promise<number> {
         break;
       case "capture":
         await cmdCapture(rest);
+        break;
+      case "generate":
+        await cmdGenerate(rest);
         break;
       case "bench":
         await cmdBench(rest);

@@ -90,3 +90,35 @@ describe("safety-lens CLI", () => {
     expect(r2.stderr).toContain(`ModelLoadError: Model file not found: ${path.join(dir, "missing.gguf")}`);
   });
 });
+
+describe("safety-lens generate", () => {
+  test("--json: candidates, finish reasons, hidden states", async () => {
+    const r = await cli(["generate", "--prompt", "Once upon a time", "--n", "2", "--max-tokens", "12", "--temperature", "0", "--layers", "1,final", "--json", "--gpu", "false"]);
+    expect(r.code).toBe(0);
+    const out = JSON.parse(r.stdout);
+    expect(out.candidates).toHaveLength(2);
+    expect(out.candidates[0]).toMatchObject({ tokens: 12, finishReason: "length" });
+    expect(out.candidates[0].text).toBe(out.candidates[1].text);
+    expect(out.promptHidden["1"]).toHaveLength(64);
+    expect(out.candidates[0].responseHidden.final).toHaveLength(64);
+    const model = await loadModel({ modelPath: MODEL, gpu: false });
+    try {
+      const api = await model.generate("Once upon a time", { maxTokens: 12, temperature: 0 });
+      expect(out.candidates[0].text).toBe(api.candidates[0].text);
+    } finally {
+      await model.dispose();
+    }
+  });
+
+  test("usage errors", async () => {
+    const r = await cli(["generate", "--n", "2"]);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toContain("generate needs --prompt TEXT");
+    const r2 = await cli(["generate", "--prompt", "hi", "--max-tokens", "0", "--gpu", "false"]);
+    expect(r2.code).toBe(1);
+    expect(r2.stderr).toContain("RangeError: maxTokens must be between 1 and 2048, got 0");
+    const r3 = await cli(["generate", "--prompt", "", "--gpu", "false"]);
+    expect(r3.code).toBe(1);
+    expect(r3.stderr).toContain("InputError: prompt is empty");
+  });
+});

@@ -234,3 +234,28 @@ describe("chat templates in generation", () => {
     }
   });
 });
+
+describe("callbacks that throw", () => {
+  test("an onToken or onProgress that throws neither hangs nor crashes", async () => {
+    const model = await loadModel({ modelPath: MODEL, gpu: false });
+    try {
+      const out = await model.generate(PROMPT, {
+        maxTokens: 6,
+        temperature: 0,
+        onToken: () => {
+          throw new Error("user bug");
+        },
+      });
+      expect(out.candidates[0].tokens).toHaveLength(6);
+      const acts = await model.capture(["a", "b"], {
+        layers: [0],
+        onProgress: () => {
+          throw new Error("user bug");
+        },
+      });
+      expect(acts.rows).toBe(2);
+    } finally {
+      await model.dispose();
+    }
+  });
+});
