@@ -89,6 +89,21 @@ CaptureWorker::CaptureWorker(Napi::Env env, AddonContext* target, Mode mode, Nap
       if (f.ElementLength() != static_cast<size_t>(nTexts_) * nEmbd) throw Napi::RangeError::New(env, "embeddings buffer has the wrong size");
       embeddingsOut_ = f.Data();
     }
+    Napi::Value lt = request.Get("logitTokens");
+    if (lt.IsTypedArray()) {
+      Napi::Int32Array ids = lt.As<Napi::Int32Array>();
+      for (size_t k = 0; k < ids.ElementLength(); k++) {
+        if (ids[k] < 0 || ids[k] >= nVocab) throw Napi::RangeError::New(env, "logit token id out of range");
+        logitTokens_.push_back(ids[k]);
+      }
+      if (target->embeddings) throw Napi::Error::New(env, "this context returns embeddings, not logits");
+      Napi::Value lo = request.Get("logits");
+      if (!lo.IsTypedArray() || lo.As<Napi::TypedArray>().TypedArrayType() != napi_float32_array ||
+          lo.As<Napi::Float32Array>().ElementLength() != static_cast<size_t>(nTexts_) * logitTokens_.size()) {
+        throw Napi::RangeError::New(env, "logits buffer has the wrong size");
+      }
+      logitsOut_ = lo.As<Napi::Float32Array>().Data();
+    }
   }
   keep_ = request.Has("keep") && request.Get("keep").ToBoolean().Value();
   if (keep_) {
@@ -222,16 +237,28 @@ void CaptureWorker::Execute(const ExecutionProgress& progress) {
       }
       if (nOut == 0) batch.logits[n - 1] = 1;  // llama.cpp wants at least one output per batch
       ok = DecodeOnce(batch, n);
-      if (ok && embeddingsOut_) {
+      if (ok && (embeddingsOut_ || logitsOut_)) {
         for (uint32_t tt = i; tt < t; tt++) {
           if (lastBatchIndex[tt] < 0) continue;
-          const float* e = L.llama_get_embeddings_ith(ctx, lastBatchIndex[tt]);
-          if (!e) {
-            Fail("DECODE_FAILED", "llama.cpp returned no embeddings");
-            ok = false;
-            break;
+          if (embeddingsOut_) {
+            const float* e = L.llama_get_embeddings_ith(ctx, lastBatchIndex[tt]);
+            if (!e) {
+              Fail("DECODE_FAILED", "llama.cpp returned no embeddings");
+              ok = false;
+              break;
+            }
+            std::memcpy(embeddingsOut_ + static_cast<size_t>(tt) * nEmbd, e, sizeof(float) * nEmbd);
           }
-          std::memcpy(embeddingsOut_ + static_cast<size_t>(tt) * nEmbd, e, sizeof(float) * nEmbd);
+          if (logitsOut_) {
+            const float* lg = L.llama_get_logits_ith(ctx, lastBatchIndex[tt]);
+            if (!lg) {
+              Fail("DECODE_FAILED", "llama.cpp returned no logits");
+              ok = false;
+              break;
+            }
+            const size_t k = logitTokens_.size();
+            for (size_t q = 0; q < k; q++) logitsOut_[static_cast<size_t>(tt) * k + q] = lg[logitTokens_[q]];
+          }
           lastBatchIndex[tt] = -1;
         }
       }

@@ -45,6 +45,8 @@ class CaptureWorker : public Napi::AsyncProgressWorker<CaptureProgress> {
   CapturePlan plan_;
   std::vector<double> accStorage_;
   float* embeddingsOut_ = nullptr;  // decode mode with embeddings: nTexts x nEmbd
+  std::vector<int32_t> logitTokens_;  // decode mode: last-token logits of these token ids
+  float* logitsOut_ = nullptr;        // nTexts x logitTokens_.size()
   bool needOutputsForAll_ = false;  // pool mean/tokens with a tensor that holds only output rows
   bool keep_ = false;               // prefill: keep the single text in the KV cache for generation
   std::string code_;

@@ -1,10 +1,12 @@
 // safety-lens native addon: a small N-API surface over llama.cpp.
 //   loadLibraries / loadBackend / devices   (AddonBackend.cpp)
 //   AddonModel                              (AddonModel.cpp)
-//   AddonContext: capture / decode          (AddonContext.cpp, CaptureWorker.cpp)
+//   AddonContext: capture / decode / generate (AddonContext.cpp, CaptureWorker.cpp, GenerateWorker.cpp)
+//   scatter                                 (AddonMath.cpp: covariance for the probes)
 #include <napi.h>
 
 #include "AddonBackend.h"
+#include "AddonMath.h"
 #include "AddonContext.h"
 #include "AddonModel.h"
 #include "AddonState.h"
@@ -34,6 +36,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
     napi_add_env_cleanup_hook(env, Cleanup, state);
   }
   AddonBackend::Init(env, exports);
+  AddonMath::Init(env, exports);
   Napi::Function model = AddonModel::Define(env);
   Napi::Function context = AddonContext::Define(env);
   state->modelCtor = Napi::Persistent(model);

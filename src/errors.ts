@@ -18,7 +18,9 @@ export type SafetyLensErrorCode =
   | "ABORTED"
   | "DECODE_FAILED"
   | "DATA_FORMAT"
-  | "FILE_FORMAT";
+  | "FILE_FORMAT"
+  | "PROBE_INVALID"
+  | "PROBE_MODEL_MISMATCH";
 
 export class SafetyLensError extends Error {
   readonly code: SafetyLensErrorCode;
@@ -67,6 +69,15 @@ export class FileFormatError extends SafetyLensError {
   readonly file: string;
   constructor(file: string, detail: string) {
     super("FILE_FORMAT", `${file}: ${detail}`);
+    this.file = file;
+  }
+}
+
+/** A probe or ranker file is malformed, or was trained on another model. */
+export class ProbeFileError extends SafetyLensError {
+  readonly file: string | null;
+  constructor(code: "PROBE_INVALID" | "PROBE_MODEL_MISMATCH", file: string | null, detail: string) {
+    super(code, file ? `${file}: ${detail}` : detail);
     this.file = file;
   }
 }

@@ -663,6 +663,31 @@ export class Model {
     );
   }
 
+  /**
+   * Each input's last-token logits of the given token ids (texts x ids,
+   * row-major), from plain llama_decode: what the prompted baseline scores with.
+   */
+  async lastTokenLogits(inputs: readonly CaptureInput[] | PreparedTexts, tokenIds: readonly number[], options: PrepareOptions = {}): Promise<Float32Array> {
+    const callSite = new Error();
+    this.checkUsable();
+    if (!Array.isArray(tokenIds) || tokenIds.length === 0) throw new TypeError("tokenIds must be a non-empty array of token ids");
+    tokenIds.forEach((t, i) => checkInt(`tokenIds[${i}]`, t, 0, this.info.nVocab - 1));
+    const prepared = isPrepared(inputs) ? this.checkPrepared(inputs) : this.prepare(inputs, options);
+    const out = new Float32Array((prepared.offsets.length - 1) * tokenIds.length);
+    const run = this.extraContext("plain").then((c) =>
+      c.decode({ tokens: prepared.tokens, offsets: prepared.offsets, logitTokens: Int32Array.from(tokenIds), logits: out }),
+    );
+    this.running = run;
+    try {
+      await run;
+    } catch (e) {
+      throw mapNativeError(e, callSite);
+    } finally {
+      this.running = null;
+    }
+    return out;
+  }
+
   get isDisposed(): boolean {
     return this.disposed;
   }

@@ -25,6 +25,7 @@ export interface NativeDevice {
 export interface NativeAddon {
   loadLibraries(libraries: string[], cpuBackendDir: string): void;
   loadBackend(path: string): string;
+  scatter(X: Float32Array, rows: number, cols: number, center: Float64Array, rowIndex: Uint32Array | null, threads: number): Float64Array;
   devices(): NativeDevice[];
   AddonModel: new (path: string, options: { gpuLayers: number; useMmap: boolean; devices: string[] }) => NativeModel;
   AddonContext: new (model: NativeModel, options: NativeContextOptions) => NativeContext;
@@ -84,6 +85,9 @@ export interface NativeDecodeRequest {
   embeddings?: Float32Array;
   /** prefill: keep the (single) text in the KV cache for generate() */
   keep?: boolean;
+  /** read each text's last-token logits of these token ids into `logits` (texts x ids) */
+  logitTokens?: Int32Array;
+  logits?: Float32Array;
 }
 
 export interface NativeGenerateRequest {
