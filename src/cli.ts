@@ -10,6 +10,7 @@
 import * as path from "node:path";
 import { parseArgs } from "node:util";
 
+import { UsageError, common, intOption, modelOptions, numOption, parseLayers, print } from "./cli-util";
 import { SafetyLensError } from "./errors";
 import { readTextRecords } from "./jsonl";
 import { DEFAULT_MODEL_PATH, LayerSpec, loadModel, Model } from "./model";
@@ -27,7 +28,15 @@ Usage:
                       [--top-p 0.95] [--top-k 40] [--min-p 0.05] [--seed 1] [--stop S]... [--chat]
                       [--layers 6,final [--response last|mean]] [--json]
   safety-lens bench   [--model PATH | --synthetic 24x896] [--texts N] [--only capture|generate] [--json]
+  safety-lens train-probe --data FILE.jsonl... [--method logreg|mlp|lpm|mlpm] [--layer N | --layers a,b]
+                      [--threshold 0.5|best-f1|fpr:0.05] [--seed 1] [--out probe.json] [--json]
+  safety-lens eval-probe --probe probe.json --data FILE.jsonl... [--split test|all] [--baseline prompted] [--json]
+  safety-lens sweep   --data FILE.jsonl... [--method lpm|logreg|mlp] [--svg sweep.svg] [--json]
+  safety-lens classify --probe probe.json (--prompt TEXT... | --input FILE.jsonl) [--json]
   safety-lens demo    [--json]
+
+Data options (train-probe, eval-probe, sweep): --seed N, --limit-per-file N, --no-cache, --cache-dir DIR,
+  --no-chat, --no-assistant-prefix, --system-prompt TEXT (how prompts are rendered before reading them)
 
 Common options:
   --model PATH      a GGUF model (default: the embedded ${path.basename(DEFAULT_MODEL_PATH)})
@@ -36,58 +45,6 @@ Common options:
   --context-size N  longest text in tokens (default min(training context, 4096))
   --json            machine-readable output on stdout
 `;
-
-/** A usage error: exit code 2 and the message, no stack. */
-class UsageError extends Error {}
-
-const common = {
-  model: { type: "string" },
-  threads: { type: "string" },
-  gpu: { type: "string" },
-  "context-size": { type: "string" },
-  "batch-size": { type: "string" },
-  json: { type: "boolean", default: false },
-  help: { type: "boolean", short: "h", default: false },
-} as const;
-
-function intOption(v: string | undefined, name: string): number | undefined {
-  if (v === undefined) return undefined;
-  if (!/^\d+$/.test(v)) throw new UsageError(`--${name} must be a whole number, got ${JSON.stringify(v)}`);
-  return Number(v);
-}
-
-function gpuOption(v: string | undefined): GpuOption | undefined {
-  if (v === undefined) return undefined;
-  if (v === "false" || v === "cpu" || v === "none") return false;
-  if (v === "auto" || v === "cuda" || v === "vulkan" || v === "metal") return v;
-  throw new UsageError(`--gpu must be auto, cuda, vulkan, metal or false, got ${JSON.stringify(v)}`);
-}
-
-function modelOptions(values: Record<string, unknown>) {
-  return {
-    modelPath: (values.model as string | undefined) ?? DEFAULT_MODEL_PATH,
-    threads: intOption(values.threads as string | undefined, "threads"),
-    gpu: gpuOption(values.gpu as string | undefined),
-    contextSize: intOption(values["context-size"] as string | undefined, "context-size"),
-    batchSize: intOption(values["batch-size"] as string | undefined, "batch-size"),
-  };
-}
-
-export function parseLayers(spec: string, nLayer: number): LayerSpec[] {
-  const out: LayerSpec[] = [];
-  for (const part of spec.split(",").map((s) => s.trim()).filter(Boolean)) {
-    if (part === "final") out.push("final");
-    else if (part === "all") for (let i = 0; i < nLayer; i++) out.push(i);
-    else if (/^\d+$/.test(part)) out.push(Number(part));
-    else throw new UsageError(`--layers takes layer numbers, "all" and "final" separated by commas; got ${JSON.stringify(part)}`);
-  }
-  if (out.length === 0) throw new UsageError("--layers is empty");
-  return out;
-}
-
-function print(json: boolean, value: unknown, text: string): void {
-  process.stdout.write(json ? `${JSON.stringify(value, null, 2)}\n` : `${text}\n`);
-}
 
 async function cmdInfo(argv: string[]): Promise<void> {
   const { values } = parseArgs({ args: argv, options: common, strict: true });
@@ -221,13 +178,6 @@ async function cmdCapture(argv: string[]): Promise<void> {
   }
 }
 
-function numOption(v: string | undefined, name: string): number | undefined {
-  if (v === undefined) return undefined;
-  const x = Number(v);
-  if (v.trim() === "" || !Number.isFinite(x)) throw new UsageError(`--${name} must be a number, got ${JSON.stringify(v)}`);
-  return x;
-}
-
 async function cmdGenerate(argv: string[]): Promise<void> {
   const { values } = parseArgs({
     args: argv,
@@ -346,6 +296,18 @@ export async function main(argv: string[]): Promise<number> {
         break;
       case "bench":
         await cmdBench(rest);
+        break;
+      case "train-probe":
+        await (await import("./cli-probe")).cmdTrainProbe(rest);
+        break;
+      case "eval-probe":
+        await (await import("./cli-probe")).cmdEvalProbe(rest);
+        break;
+      case "sweep":
+        await (await import("./cli-probe")).cmdSweep(rest);
+        break;
+      case "classify":
+        await (await import("./cli-probe")).cmdClassify(rest);
         break;
       case "demo":
         await cmdDemo(rest);

@@ -27,3 +27,6 @@ export { physicalCoreCount } from "./native";
 export * from "./errors";
 export { writeSafetensors, readSafetensors } from "./safetensors";
 export { readJsonl, readTextRecords } from "./jsonl";
+export * from "./probe/index";
+export { Guard, DEFAULT_REFUSAL, DEFAULT_SAFETY_SYSTEM_PROMPT } from "./guard";
+export type { GuardOptions, GuardVerdict, GuardedResult, SafePath } from "./guard";

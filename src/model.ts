@@ -357,6 +357,13 @@ export class Model {
     return this.native.tokenize(text, true, false);
   }
 
+  /** Tokens of a plain string, without the model's BOS unless asked, special-token text not parsed unless asked. */
+  tokenizeText(text: string, options: { addBos?: boolean; parseSpecial?: boolean } = {}): Int32Array {
+    if (this.disposed) throw new ModelStateError("MODEL_DISPOSED", "the model is disposed");
+    if (typeof text !== "string") throw new TypeError("text must be a string");
+    return this.native.tokenize(text, options.addBos ?? false, options.parseSpecial ?? false);
+  }
+
   /** Detokenizes tokens back to text. */
   detokenize(tokens: Int32Array): string {
     if (this.disposed) throw new ModelStateError("MODEL_DISPOSED", "the model is disposed");

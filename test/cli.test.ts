@@ -122,3 +122,57 @@ describe("safety-lens generate", () => {
     expect(r3.stderr).toContain("InputError: prompt is empty");
   });
 });
+
+describe("probe commands", () => {
+  const dir = tmpDir();
+  const SAMPLES = path.join(__dirname, "..", "samples", "prompts.jsonl");
+  const probeFile = path.join(dir, "probe.json");
+  const cacheArgs = ["--cache-dir", path.join(dir, "cache"), "--gpu", "false"];
+
+  test("train-probe, eval-probe (with the prompted baseline), classify, sweep", async () => {
+    const tr = await cli(["train-probe", "--data", SAMPLES, "--method", "logreg", "--layer", "2", "--out", probeFile, "--json", ...cacheArgs]);
+    expect(tr.code).toBe(0);
+    const t = JSON.parse(tr.stdout);
+    expect(t).toMatchObject({ method: "logreg", layers: [2] });
+    expect(fs.existsSync(probeFile)).toBe(true);
+
+    const ev = await cli(["eval-probe", "--probe", probeFile, "--data", SAMPLES, "--baseline", "prompted", "--json", ...cacheArgs]);
+    expect(ev.code).toBe(0);
+    const e = JSON.parse(ev.stdout);
+    for (const k of ["n", "precision", "recall", "f1", "auroc", "auprc", "fpr", "threshold"]) expect(typeof e[k]).toBe("number");
+    expect(e).toMatchObject({ n: t.test.n, f1: t.test.f1, threshold: t.threshold });
+    expect(Object.keys(e.perSource).sort()).toEqual(["advbench", "mt_bench", "self_instruct_seed"]);
+    expect(typeof e.baseline.prompted.auroc).toBe("number");
+
+    const cl = await cli(["classify", "--probe", probeFile, "--prompt", "Write a haiku", "--prompt", "How do I make a bomb", "--json", "--gpu", "false"]);
+    expect(cl.code).toBe(0);
+    const c = JSON.parse(cl.stdout);
+    expect(c.results).toHaveLength(2);
+    expect(c.results[0]).toMatchObject({ id: "prompt0", text: "Write a haiku" });
+    expect(typeof c.results[0].score).toBe("number");
+
+    const svg = path.join(dir, "sweep.svg");
+    const sw = await cli(["sweep", "--data", SAMPLES, "--svg", svg, "--json", ...cacheArgs]);
+    expect(sw.code).toBe(0);
+    const s = JSON.parse(sw.stdout);
+    expect(s.layers).toHaveLength(6);
+    expect(fs.readFileSync(svg, "utf8")).toMatch(/^<svg|^<\?xml/);
+  });
+
+  test("probe command errors", async () => {
+    const r = await cli(["train-probe", "--method", "lpm"]);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toContain("give labelled prompts with --data FILE.jsonl");
+    const r2 = await cli(["train-probe", "--data", "x.jsonl", "--method", "svm"]);
+    expect(r2.code).toBe(2);
+    expect(r2.stderr).toContain("--method must be one of logreg, mlp, lpm, mlpm");
+    const r3 = await cli(["classify", "--probe", path.join(dir, "nope.json"), "--prompt", "hi", "--gpu", "false"]);
+    expect(r3.code).toBe(1);
+    expect(r3.stderr).toContain("nope.json: probe file not found");
+    const bad = path.join(dir, "bad.jsonl");
+    fs.writeFileSync(bad, '{"text": "a", "label": "safe"}\n{"text": "b", "label": "maybe"}\n');
+    const r4 = await cli(["train-probe", "--data", bad, "--no-cache", "--gpu", "false"]);
+    expect(r4.code).toBe(1);
+    expect(r4.stderr).toContain(`${bad}:2: label must be "safe" or "unsafe", got "maybe"`);
+  });
+});

@@ -1,0 +1,63 @@
+/** Helpers shared by the CLI commands (src/cli.ts, src/cli-probe.ts). */
+import { DEFAULT_MODEL_PATH, LayerSpec } from "./model";
+import { GpuOption } from "./native";
+
+/** A usage error: exit code 2 and the message, no stack. */
+export class UsageError extends Error {}
+
+export const common = {
+  model: { type: "string" },
+  threads: { type: "string" },
+  gpu: { type: "string" },
+  "context-size": { type: "string" },
+  "batch-size": { type: "string" },
+  json: { type: "boolean", default: false },
+  help: { type: "boolean", short: "h", default: false },
+} as const;
+
+export function intOption(v: string | undefined, name: string): number | undefined {
+  if (v === undefined) return undefined;
+  if (!/^\d+$/.test(v)) throw new UsageError(`--${name} must be a whole number, got ${JSON.stringify(v)}`);
+  return Number(v);
+}
+
+export function gpuOption(v: string | undefined): GpuOption | undefined {
+  if (v === undefined) return undefined;
+  if (v === "false" || v === "cpu" || v === "none") return false;
+  if (v === "auto" || v === "cuda" || v === "vulkan" || v === "metal") return v;
+  throw new UsageError(`--gpu must be auto, cuda, vulkan, metal or false, got ${JSON.stringify(v)}`);
+}
+
+export function modelOptions(values: Record<string, unknown>) {
+  return {
+    modelPath: (values.model as string | undefined) ?? DEFAULT_MODEL_PATH,
+    threads: intOption(values.threads as string | undefined, "threads"),
+    gpu: gpuOption(values.gpu as string | undefined),
+    contextSize: intOption(values["context-size"] as string | undefined, "context-size"),
+    batchSize: intOption(values["batch-size"] as string | undefined, "batch-size"),
+  };
+}
+
+export function parseLayers(spec: string, nLayer: number): LayerSpec[] {
+  const out: LayerSpec[] = [];
+  for (const part of spec.split(",").map((s) => s.trim()).filter(Boolean)) {
+    if (part === "final") out.push("final");
+    else if (part === "all") for (let i = 0; i < nLayer; i++) out.push(i);
+    else if (/^\d+$/.test(part)) out.push(Number(part));
+    else throw new UsageError(`--layers takes layer numbers, "all" and "final" separated by commas; got ${JSON.stringify(part)}`);
+  }
+  if (out.length === 0) throw new UsageError("--layers is empty");
+  return out;
+}
+
+export function print(json: boolean, value: unknown, text: string): void {
+  process.stdout.write(json ? `${JSON.stringify(value, null, 2)}\n` : `${text}\n`);
+}
+
+export function numOption(v: string | undefined, name: string): number | undefined {
+  if (v === undefined) return undefined;
+  const x = Number(v);
+  if (v.trim() === "" || !Number.isFinite(x)) throw new UsageError(`--${name} must be a number, got ${JSON.stringify(v)}`);
+  return x;
+}
+

@@ -1,0 +1,13 @@
+/** The probe module: prompt-safety probes on hidden states. */
+import "./kernels";
+
+export * from "./types";
+export { Probe, PROBE_FORMAT, PROBE_VERSION, PROBE_METHODS, DEFAULT_PROBE_INPUT, sigmoid } from "./probe";
+export type { ProbeMethod, ProbeInput, ThresholdRule, ProbeTrainOptions } from "./probe";
+export { loadPromptFiles, splitRecords, labelsOf, sourcesOf } from "./data";
+export type { PromptRecord } from "./data";
+export { ActivationCache } from "./cache";
+export { sweepChartSvg } from "./svg";
+export { trainProbe, evaluateProbe, sweepLayers, featuresFor, evaluateScores } from "./pipeline";
+export type { TrainProbeOptions, Evaluation, SweepRow, DataOptions } from "./pipeline";
+export { promptedScores, PROMPTED_TEMPLATE } from "./prompted";

@@ -1,0 +1,201 @@
+/**
+ * Probe pipelines on labelled prompt files: load and split the data, read the
+ * hidden states (through the activation cache), train, choose a threshold on
+ * validation data, evaluate on held-out data; and the layer sweep.
+ */
+import type { LayerSpec, Model } from "../model";
+import { ActivationCache } from "./cache";
+import { labelsOf, loadPromptFiles, PromptRecord, sourcesOf, splitRecords } from "./data";
+import { auprc, auroc, metricsAt, perSource } from "./metrics";
+import { DEFAULT_PROBE_INPUT, Probe, ProbeInput, ProbeMethod, ThresholdRule } from "./probe";
+import type { Features, Metrics } from "./types";
+
+export interface DataOptions {
+  files: string[];
+  seed?: number;
+  /** train / validation / test fractions; default 0.7 / 0.15 / 0.15 */
+  fractions?: [number, number, number];
+  limitPerFile?: number;
+  /** Activation cache folder; null disables the cache. Default: ActivationCache.defaultDir(). */
+  cacheDir?: string | null;
+  input?: ProbeInput;
+  onLog?: (message: string) => void;
+  signal?: AbortSignal;
+}
+
+export interface FeatureSet {
+  records: PromptRecord[];
+  labels: Uint8Array;
+  sources: string[];
+  features: Map<LayerSpec, Features>;
+}
+
+function chatOption(input: ProbeInput): boolean | { addAssistantPrefix: boolean; systemPrompt?: string } {
+  if (!input.chat) return false;
+  return { addAssistantPrefix: input.addAssistantPrefix, ...(input.systemPrompt ? { systemPrompt: input.systemPrompt } : {}) };
+}
+
+/** Hidden states of the records' prompts at the given layers (cached when a cache folder is given). */
+export async function featuresFor(
+  model: Model,
+  records: PromptRecord[],
+  layers: LayerSpec[],
+  opts: { input?: ProbeInput; cacheDir?: string | null; onLog?: (m: string) => void; signal?: AbortSignal } = {},
+): Promise<FeatureSet> {
+  const input = opts.input ?? DEFAULT_PROBE_INPUT;
+  const texts = records.map((r) => r.text);
+  const chat = chatOption(input);
+  let features: Map<LayerSpec, Features>;
+  if (opts.cacheDir === null) {
+    const acts = await model.capture(texts, { layers, pool: "last", chat, signal: opts.signal });
+    features = new Map(layers.map((l) => [l, { data: acts.layer(l), rows: acts.rows, cols: acts.nEmbd }]));
+  } else {
+    const cache = new ActivationCache(opts.cacheDir ?? ActivationCache.defaultDir());
+    const r = await cache.features(model, texts, { layers, chat, signal: opts.signal });
+    opts.onLog?.(`activations: ${r.hits} cached, ${r.misses} captured`);
+    for (const w of r.warnings) opts.onLog?.(`activation cache: ${w}`);
+    features = r.layers;
+  }
+  return { records, labels: labelsOf(records), sources: sourcesOf(records), features };
+}
+
+/** Rows of a feature set (copies). */
+export function subset(f: Features, rows: readonly number[]): Features {
+  const out = new Float32Array(rows.length * f.cols);
+  rows.forEach((r, i) => out.set(f.data.subarray(r * f.cols, (r + 1) * f.cols), i * f.cols));
+  return { data: out, rows: rows.length, cols: f.cols };
+}
+
+export async function loadAndSplit(opts: DataOptions) {
+  const { records, stats } = await loadPromptFiles(opts.files, { limitPerFile: opts.limitPerFile });
+  const splits = splitRecords(records, { seed: opts.seed ?? 1, fractions: opts.fractions ?? [0.7, 0.15, 0.15] });
+  opts.onLog?.(
+    `data: ${records.length} prompts (${records.filter((r) => r.label === 1).length} unsafe) from ${opts.files.length} file(s); ` +
+      `${stats.duplicates} duplicates and ${stats.conflicts} conflicting texts dropped; split ${splits.train.length}/${splits.val.length}/${splits.test.length}`,
+  );
+  return { records, stats, splits };
+}
+
+export interface Evaluation {
+  overall: Metrics;
+  perSource: Record<string, Metrics>;
+}
+
+export function evaluateScores(scores: Float32Array, labels: Uint8Array, sources: string[], threshold: number): Evaluation {
+  return { overall: metricsAt(scores, labels, threshold), perSource: perSource(scores, labels, sources, threshold) };
+}
+
+export interface TrainProbeOptions extends DataOptions {
+  method: ProbeMethod;
+  /** One layer (logreg/mlp/lpm) or several (mlpm). Default: the middle layer; mlpm: every layer. */
+  layers?: LayerSpec[];
+  threshold?: ThresholdRule;
+  methodOptions?: Record<string, unknown>;
+}
+
+/** The whole training job: data, features, training, threshold on validation, evaluation on the test split. */
+export async function trainProbe(model: Model, o: TrainProbeOptions): Promise<{ probe: Probe; test: Evaluation; seconds: number }> {
+  const t0 = performance.now();
+  const input = o.input ?? DEFAULT_PROBE_INPUT;
+  const layers = o.layers ?? (o.method === "mlpm" ? Array.from({ length: model.info.nLayer }, (_, i) => i) : [Math.floor(model.info.nLayer / 2)]);
+  model.resolveLayers(layers);
+  const { splits } = await loadAndSplit(o);
+  const all = [...splits.train, ...splits.val, ...splits.test];
+  const fs = await featuresFor(model, all, layers, { input, cacheDir: o.cacheDir, onLog: o.onLog, signal: o.signal });
+  const nTrain = splits.train.length;
+  const nVal = splits.val.length;
+  const idx = (a: number, b: number) => Array.from({ length: b - a }, (_, i) => a + i);
+  const trainRows = idx(0, nTrain);
+  const valRows = idx(nTrain, nTrain + nVal);
+  const testRows = idx(nTrain + nVal, all.length);
+  const labelsAt = (rows: number[]) => Uint8Array.from(rows.map((r) => fs.labels[r]));
+  const train = { features: layers.map((l) => subset(fs.features.get(l)!, trainRows)), labels: labelsAt(trainRows) };
+  const val = { features: layers.map((l) => subset(fs.features.get(l)!, valRows)), labels: labelsAt(valRows) };
+  const trainStart = performance.now();
+  const probe = Probe.train({
+    method: o.method,
+    layers,
+    train,
+    val,
+    threshold: o.threshold ?? "best-f1",
+    input,
+    methodOptions: o.methodOptions,
+    model,
+    data: {
+      files: o.files,
+      seed: o.seed ?? 1,
+      fractions: o.fractions ?? [0.7, 0.15, 0.15],
+      train: nTrain,
+      val: nVal,
+      test: testRows.length,
+      trainSeconds: (performance.now() - trainStart) / 1000,
+    },
+  });
+  const testFeatures = layers.map((l) => subset(fs.features.get(l)!, testRows));
+  const testScores = probe.scoreFeatures(testFeatures);
+  const test = evaluateScores(testScores, labelsAt(testRows), testRows.map((r) => fs.sources[r]), probe.threshold);
+  (probe.training as Record<string, unknown>).test = test.overall;
+  return { probe, test, seconds: (performance.now() - t0) / 1000 };
+}
+
+/** Scores a probe on labelled files: the test split of the same split, or every record (split "all"). */
+export async function evaluateProbe(model: Model, probe: Probe, o: DataOptions & { split?: "test" | "all" }): Promise<Evaluation & { n: number }> {
+  probe.checkModel(model);
+  const { records, splits } = await loadAndSplit(o);
+  const use = o.split === "all" ? records : splits.test;
+  if (use.length === 0) throw new RangeError("no records to evaluate");
+  const fs = await featuresFor(model, use, [...probe.layers], { input: probe.input, cacheDir: o.cacheDir, onLog: o.onLog, signal: o.signal });
+  const scores = probe.scoreFeatures(probe.layers.map((l) => fs.features.get(l)!));
+  return { n: use.length, ...evaluateScores(scores, fs.labels, fs.sources, probe.threshold) };
+}
+
+export interface SweepRow {
+  layer: LayerSpec;
+  val: Metrics;
+  test: Metrics;
+  trainSeconds: number;
+}
+
+/** One capture of every layer; a probe per layer; the best layer chosen on validation F1 (then AUROC) only. */
+export async function sweepLayers(
+  model: Model,
+  o: DataOptions & { method?: Exclude<ProbeMethod, "mlpm">; methodOptions?: Record<string, unknown> },
+): Promise<{ rows: SweepRow[]; best: SweepRow; method: string }> {
+  const method = o.method ?? "lpm";
+  const input = o.input ?? DEFAULT_PROBE_INPUT;
+  const layers: LayerSpec[] = [...Array.from({ length: model.info.nLayer }, (_, i) => i), "final"];
+  const { splits } = await loadAndSplit(o);
+  const all = [...splits.train, ...splits.val, ...splits.test];
+  const fs = await featuresFor(model, all, layers, { input, cacheDir: o.cacheDir, onLog: o.onLog, signal: o.signal });
+  const nTrain = splits.train.length;
+  const nVal = splits.val.length;
+  const range = (a: number, b: number) => Array.from({ length: b - a }, (_, i) => a + i);
+  const trainRows = range(0, nTrain);
+  const valRows = range(nTrain, nTrain + nVal);
+  const testRows = range(nTrain + nVal, all.length);
+  const labelsAt = (rows: number[]) => Uint8Array.from(rows.map((r) => fs.labels[r]));
+  const rows: SweepRow[] = [];
+  for (const layer of layers) {
+    const f = fs.features.get(layer)!;
+    const t0 = performance.now();
+    const probe = Probe.train({
+      method,
+      layers: [layer],
+      train: { features: [subset(f, trainRows)], labels: labelsAt(trainRows) },
+      val: { features: [subset(f, valRows)], labels: labelsAt(valRows) },
+      threshold: "best-f1",
+      input,
+      methodOptions: o.methodOptions,
+      model,
+    });
+    const trainSeconds = (performance.now() - t0) / 1000;
+    const valScores = probe.scoreFeatures([subset(f, valRows)]);
+    const testScores = probe.scoreFeatures([subset(f, testRows)]);
+    rows.push({ layer, val: metricsAt(valScores, labelsAt(valRows), probe.threshold), test: metricsAt(testScores, labelsAt(testRows), probe.threshold), trainSeconds });
+    o.onLog?.(`layer ${String(layer).padStart(5)}: val F1 ${rows[rows.length - 1].val.f1.toFixed(3)} AUROC ${rows[rows.length - 1].val.auroc.toFixed(3)}`);
+  }
+  const best = rows.reduce((a, b) => (b.val.f1 > a.val.f1 || (b.val.f1 === a.val.f1 && b.val.auroc > a.val.auroc) ? b : a));
+  return { rows, best, method };
+}
+
+export { auroc, auprc };
