@@ -12,6 +12,9 @@ import * as path from "node:path";
 
 import { readTextRecords } from "./jsonl";
 import type { GenerateOptions } from "./generate";
+import { Guard } from "./guard";
+import { Probe } from "./probe/probe";
+import type { Features } from "./probe/types";
 import { LayerSpec, loadModel, Model, PreparedTexts } from "./model";
 import { physicalCoreCount } from "./native";
 import { createSyntheticModel, extractLlamaVocab } from "./synthetic";
@@ -26,7 +29,7 @@ export interface BenchOptions {
   repeats?: number;
   threads?: number;
   /** Run one section only. */
-  only?: "capture" | "generate";
+  only?: "capture" | "generate" | "probe";
   /** Tokens generated per candidate in the generation section. Default 64. */
   genTokens?: number;
   log?: (msg: string) => void;
@@ -71,6 +74,16 @@ export interface CaptureBench {
   targets: { capture4Overhead3pct: boolean; earlyExit: boolean; finalVsNodeLlamaCpp1_2x: boolean | null };
 }
 
+export interface ProbeBench {
+  features: { rows: number; cols: number };
+  logregTrainSeconds: number;
+  lpmTrainSeconds: number;
+  mlpTrainSeconds: { rows: number; seconds: number };
+  scoreOnePromptMs: { logreg: number; lpm: number; mlp: number };
+  guard: { maxTokens: number; plainMs: number; guardedMs: number; overhead: number };
+  targets: { logregUnder10s: boolean; lpmUnder3s: boolean; scoreUnder0_1ms: boolean; guardOverheadUnder2pct: boolean };
+}
+
 export interface BenchResult extends Partial<CaptureBench> {
   machine: { cpu: string; logicalCores: number; physicalCores: number; memoryGiB: number; os: string; node: string };
   model: { path: string; arch: string; nLayer: number; nEmbd: number; nParams: number; synthetic: boolean };
@@ -78,6 +91,7 @@ export interface BenchResult extends Partial<CaptureBench> {
   repeats: number;
   nodeLlamaCppError?: string;
   generation?: GenerationBench;
+  probe?: ProbeBench;
 }
 
 export async function ensureSyntheticModel(spec: string, log: (m: string) => void): Promise<string> {
@@ -261,6 +275,74 @@ async function benchGeneration(model: Model, prompt: string, maxTokens: number, 
   };
 }
 
+/** Planted-direction features: rows x cols, a third unsafe. */
+function plantedFeatures(rows: number, cols: number, seed: number): { X: Features; y: Uint8Array } {
+  let st = seed >>> 0;
+  const rnd = () => ((st = (st * 1664525 + 1013904223) >>> 0) / 2 ** 32) * 2 - 1;
+  const data = new Float32Array(rows * cols);
+  const y = new Uint8Array(rows);
+  for (let i = 0; i < rows; i++) {
+    y[i] = i % 3 === 0 ? 1 : 0;
+    for (let j = 0; j < cols; j++) data[i * cols + j] = rnd() + (j % 97 === 5 ? (y[i] ? 0.3 : -0.3) : 0);
+  }
+  return { X: { data, rows, cols }, y };
+}
+
+async function benchProbe(model: Model, prompt: string, repeats: number, log: (m: string) => void): Promise<ProbeBench> {
+  const cols = model.info.nEmbd;
+  const rows = 20000;
+  log(`probe: training on ${rows} x ${cols} planted-direction features`);
+  const { X, y } = plantedFeatures(rows, cols, 1);
+  const time = (fn: () => unknown) => {
+    const t0 = performance.now();
+    fn();
+    return (performance.now() - t0) / 1000;
+  };
+  const layer = Math.floor(model.info.nLayer / 2);
+  let logreg!: Probe;
+  let lpm!: Probe;
+  let mlp!: Probe;
+  const logregTrainSeconds = time(() => (logreg = Probe.train({ method: "logreg", layers: [layer], train: { features: [X], labels: y }, model })));
+  const lpmTrainSeconds = time(() => (lpm = Probe.train({ method: "lpm", layers: [layer], train: { features: [X], labels: y }, model })));
+  const mlpRows = 5000;
+  const small = { data: X.data.subarray(0, mlpRows * cols), rows: mlpRows, cols };
+  const mlpSeconds = time(() => (mlp = Probe.train({ method: "mlp", layers: [layer], train: { features: [small], labels: y.subarray(0, mlpRows) }, model })));
+  log(`  logreg ${logregTrainSeconds.toFixed(2)} s, lpm ${lpmTrainSeconds.toFixed(2)} s, mlp (${mlpRows} rows) ${mlpSeconds.toFixed(2)} s`);
+  const perPrompt = (p: Probe) => {
+    const v = [X.data.subarray(0, cols)];
+    const n = 20000;
+    for (let i = 0; i < 1000; i++) p.scoreVectors(v);
+    const t0 = performance.now();
+    for (let i = 0; i < n; i++) p.scoreVectors([X.data.subarray((i % rows) * cols, ((i % rows) + 1) * cols)]);
+    return (performance.now() - t0) / n;
+  };
+  const scoreOnePromptMs = { logreg: perPrompt(logreg), lpm: perPrompt(lpm), mlp: perPrompt(mlp) };
+  // guard overhead: the same generation with and without the guard (a probe that passes everything)
+  const guard = new Guard(model, lpm, { threshold: 1 });
+  const maxTokens = 32;
+  const opts = { maxTokens, temperature: 0, ignoreEos: true, chat: lpm.chatOption() };
+  const t = await measure(
+    { plain: () => model.generate(prompt, opts), guarded: () => guard.generate(prompt, { maxTokens, temperature: 0, ignoreEos: true }) },
+    repeats,
+    log,
+  );
+  const overhead = t.guarded / t.plain - 1;
+  return {
+    features: { rows, cols },
+    logregTrainSeconds,
+    lpmTrainSeconds,
+    mlpTrainSeconds: { rows: mlpRows, seconds: mlpSeconds },
+    scoreOnePromptMs,
+    guard: { maxTokens, plainMs: t.plain * 1000, guardedMs: t.guarded * 1000, overhead },
+    targets: {
+      logregUnder10s: logregTrainSeconds < 10,
+      lpmUnder3s: lpmTrainSeconds < 3,
+      scoreUnder0_1ms: Math.max(scoreOnePromptMs.logreg, scoreOnePromptMs.lpm) < 0.1,
+      guardOverheadUnder2pct: overhead < 0.02,
+    },
+  };
+}
+
 export async function runBench(opts: BenchOptions = {}): Promise<BenchResult> {
   const log = opts.log ?? (() => undefined);
   const synthetic = !opts.modelPath;
@@ -283,8 +365,10 @@ export async function runBench(opts: BenchOptions = {}): Promise<BenchResult> {
     log(`node-llama-cpp unavailable: ${nlcError}`);
   }
   try {
-    const capture = opts.only === "generate" ? {} : await benchCapture(model, texts, nlc, repeats, log);
-    const generation = opts.only === "capture" ? undefined : await benchGeneration(model, texts[0], opts.genTokens ?? 64, nlc, genRepeats, log);
+    const want = (k: "capture" | "generate" | "probe") => !opts.only || opts.only === k;
+    const capture = want("capture") ? await benchCapture(model, texts, nlc, repeats, log) : {};
+    const generation = want("generate") ? await benchGeneration(model, texts[0], opts.genTokens ?? 64, nlc, genRepeats, log) : undefined;
+    const probe = want("probe") ? await benchProbe(model, texts[0], genRepeats, log) : undefined;
     return {
       machine: {
         cpu: os.cpus()[0]?.model ?? "unknown",
@@ -300,6 +384,7 @@ export async function runBench(opts: BenchOptions = {}): Promise<BenchResult> {
       ...capture,
       ...(nlcError ? { nodeLlamaCppError: nlcError } : {}),
       ...(generation ? { generation } : {}),
+      ...(probe ? { probe } : {}),
     };
   } finally {
     if (nlc) await nlc.dispose();
@@ -345,6 +430,20 @@ export function formatBench(r: BenchResult): string {
       g.nodeLlamaCppTokensPerSec === null ? "| node-llama-cpp generation: unavailable |" : row("node-llama-cpp evaluate, greedy (nlc)", g.nodeLlamaCppTokensPerSec, `ours ${f(g.ratios.oursOverNodeLlamaCpp!)}x (≥0.95)`),
       row("generate n=4 in parallel, total", g.n4TotalTokensPerSec, `${f(g.ratios.n4OverSingle)}x single (≥2.5)`),
       `targets: capture within 3% ${met(g.targets.captureWithin3pct)}; within 5% of node-llama-cpp ${met(g.targets.within5pctOfNodeLlamaCpp)}; n=4 ≥2.5x ${met(g.targets.n4AtLeast2_5x)}`,
+    );
+  }
+  const p = r.probe;
+  if (p) {
+    lines.push(
+      "",
+      `probes: ${p.features.rows} x ${p.features.cols} features`,
+      `| probe job | seconds or ms | target |`,
+      `|---|---:|---|`,
+      `| train logreg (L-BFGS) | ${p.logregTrainSeconds.toFixed(2)} s | < 10 s ${met(p.targets.logregUnder10s)} |`,
+      `| train lpm (native scatter + Cholesky) | ${p.lpmTrainSeconds.toFixed(2)} s | < 3 s ${met(p.targets.lpmUnder3s)} |`,
+      `| train mlp (${p.mlpTrainSeconds.rows} rows, early stopping) | ${p.mlpTrainSeconds.seconds.toFixed(2)} s | |`,
+      `| score one prompt's features: logreg / lpm / mlp | ${p.scoreOnePromptMs.logreg.toFixed(4)} / ${p.scoreOnePromptMs.lpm.toFixed(4)} / ${p.scoreOnePromptMs.mlp.toFixed(4)} ms | < 0.1 ms ${met(p.targets.scoreUnder0_1ms)} |`,
+      `| guarded generation vs plain (${p.guard.maxTokens} tokens) | ${p.guard.guardedMs.toFixed(0)} vs ${p.guard.plainMs.toFixed(0)} ms: ${(p.guard.overhead * 100).toFixed(2)}% | < 2% ${met(p.targets.guardOverheadUnder2pct)} |`,
     );
   }
   return lines.join("\n");

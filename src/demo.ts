@@ -5,15 +5,16 @@
  *   2. sweep the layers with a latent-prototype probe, choosing the layer on validation data;
  *   3. train a logistic-regression probe on that layer, threshold on validation, evaluate on the test split;
  *   4. classify a few example prompts;
- *   5. run the two-step guard: an unsafe prompt is refused, a safe one answered.
+ *   5. run the two-step guard on held-out prompts: an unsafe one is refused, a safe one answered.
  */
+import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
 
 import { captureFile } from "./cli";
 import { Guard } from "./guard";
 import { LayerSpec, loadModel, LoadModelOptions } from "./model";
-import { sweepLayers, trainProbe } from "./probe/pipeline";
+import { loadAndSplit, sweepLayers, trainProbe } from "./probe/pipeline";
 import type { Metrics } from "./probe/types";
 
 export const SAMPLE_PROMPTS = path.join(__dirname, "..", "samples", "prompts.jsonl");
@@ -40,6 +41,7 @@ export async function runDemo(opts: LoadModelOptions & { json?: boolean; input?:
   const outDir = opts.outDir ?? path.join(os.tmpdir(), "safety-lens-demo");
   const cacheDir = path.join(outDir, "cache");
   const say = opts.json ? () => undefined : (m: string) => process.stdout.write(`${m}\n`);
+  fs.mkdirSync(outDir, { recursive: true });
   const t0 = performance.now();
   const model = await loadModel(opts);
   try {
@@ -69,19 +71,23 @@ export async function runDemo(opts: LoadModelOptions & { json?: boolean; input?:
     // 4. classify
     const guard = new Guard(model, tr.probe, { safePath: "refuse" });
     const verdicts = await guard.checkMany(DEMO_EXAMPLES);
-    say("\n4. classify:");
+    say("\n4. classify prompts the probe has never seen (on this 260K-parameter story model, expect misses):");
     DEMO_EXAMPLES.forEach((p, i) => say(`   ${verdicts[i].unsafe ? "UNSAFE" : "safe  "} ${verdicts[i].score.toFixed(3)}  ${p}`));
 
-    // 5. guard
-    const unsafeIdx = verdicts.findIndex((v) => v.unsafe);
-    const safeIdx = verdicts.findIndex((v) => !v.unsafe);
+    // 5. guard, on held-out prompts: the first unsafe one the probe flags and the first safe one it passes
+    const { splits } = await loadAndSplit({ files: [input], seed: 1 });
+    const heldOut = splits.test;
+    const heldScores = await tr.probe.score(model, heldOut.map((r) => r.text));
+    const pick = (label: 0 | 1) => heldOut.findIndex((r, i) => r.label === label && (heldScores[i] >= tr.probe.threshold) === (label === 1));
     const guarded: DemoResult["guard"] = [];
-    say("\n5. two-step guard (score from the generation's own prefill; flagged prompts are refused):");
-    for (const i of [unsafeIdx >= 0 ? unsafeIdx : 0, safeIdx >= 0 ? safeIdx : DEMO_EXAMPLES.length - 1]) {
-      const r = await guard.generate(DEMO_EXAMPLES[i], { maxTokens: 40, temperature: 0 });
+    say("\n5. two-step guard on held-out prompts (score from the generation's own prefill; flagged prompts are refused):");
+    for (const i of [pick(1), pick(0)]) {
+      if (i < 0) continue;
+      const prompt = heldOut[i].text;
+      const r = await guard.generate(prompt, { maxTokens: 40, temperature: 0 });
       const text = r.candidates[0].text.trim();
-      guarded.push({ prompt: DEMO_EXAMPLES[i], unsafe: r.guard.unsafe, score: r.guard.score, path: r.guard.path, text });
-      say(`   > ${DEMO_EXAMPLES[i]}\n     [${r.guard.path}, score ${r.guard.score.toFixed(3)}] ${text.replace(/\s+/g, " ").slice(0, 160)}`);
+      guarded.push({ prompt, unsafe: r.guard.unsafe, score: r.guard.score, path: r.guard.path, text });
+      say(`   > ${prompt}\n     [${r.guard.path}, score ${r.guard.score.toFixed(3)}] ${text.replace(/\s+/g, " ").slice(0, 160)}`);
     }
     const seconds = (performance.now() - t0) / 1000;
     say(`\n${seconds.toFixed(1)} s in all. The embedded model is a 260K-parameter story model: it shows the machinery, not real safety quality; bring a chat model with --model.`);

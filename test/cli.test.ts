@@ -176,3 +176,15 @@ describe("probe commands", () => {
     expect(r4.stderr).toContain(`${bad}:2: label must be "safe" or "unsafe", got "maybe"`);
   });
 });
+
+test("demo --json: the README's main job runs end to end", async () => {
+  const r = await cli(["demo", "--json", "--gpu", "false"]);
+  expect(r.code).toBe(0);
+  const d = JSON.parse(r.stdout);
+  expect(d.capture.rows).toBe(284);
+  expect(d.sweep.map((x: { layer: unknown }) => x.layer)).toEqual([0, 1, 2, 3, 4, "final"]);
+  expect(d.probe.test.n).toBeGreaterThan(20);
+  expect(d.probe.test.auroc).toBeGreaterThan(0.8);
+  expect(d.examples).toHaveLength(4);
+  expect(d.guard.map((g: { path: string }) => g.path)).toEqual(["refused", "normal"]);
+});
