@@ -1,6 +1,8 @@
 #include "CaptureWorker.h"
 
+#include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <cstring>
 
 #include "AddonModel.h"
@@ -104,6 +106,24 @@ CaptureWorker::CaptureWorker(Napi::Env env, AddonContext* target, Mode mode, Nap
       }
       logitsOut_ = lo.As<Napi::Float32Array>().Data();
     }
+    Napi::Value sf = request.Get("scoreFrom");
+    if (sf.IsTypedArray()) {
+      if (target->embeddings) throw Napi::Error::New(env, "this context returns embeddings, not logits");
+      if (sf.As<Napi::TypedArray>().TypedArrayType() != napi_uint32_array || sf.As<Napi::Uint32Array>().ElementLength() != nTexts_) {
+        throw Napi::TypeError::New(env, "scoreFrom must be a Uint32Array with one entry per text");
+      }
+      Napi::Value lp = request.Get("logprobs");
+      if (!lp.IsTypedArray() || lp.As<Napi::TypedArray>().TypedArrayType() != napi_float64_array ||
+          lp.As<Napi::Float64Array>().ElementLength() != nTexts_) {
+        throw Napi::TypeError::New(env, "logprobs must be a Float64Array with one entry per text");
+      }
+      scoreFrom_ = sf.As<Napi::Uint32Array>().Data();
+      for (uint32_t i = 0; i < nTexts_; i++) {
+        if (scoreFrom_[i] < 1 || scoreFrom_[i] >= offsets_[i + 1] - offsets_[i]) throw Napi::RangeError::New(env, "scoreFrom must be within each text, after its first token");
+      }
+      logprobsOut_ = lp.As<Napi::Float64Array>().Data();
+      std::fill(logprobsOut_, logprobsOut_ + nTexts_, 0.0);
+    }
   }
   keep_ = request.Has("keep") && request.Get("keep").ToBoolean().Value();
   if (keep_) {
@@ -180,6 +200,11 @@ void CaptureWorker::Execute(const ExecutionProgress& progress) {
   target_->prefilledTokens = 0;  // any decode replaces what a prefill left
   target_->lastLogitsIndex = -1;
   int32_t keptIndex = -1;
+  struct ScoreRow {
+    int32_t batchIndex, text, target;
+  };
+  std::vector<ScoreRow> scoreRows;  // decode mode with scoreFrom: rows whose next-token log-probability is summed
+  const int32_t nVocab = L.llama_vocab_n_tokens(target_->model->vocab);
 
   uint32_t i = 0;
   while (i < nTexts_) {
@@ -202,6 +227,7 @@ void CaptureWorker::Execute(const ExecutionProgress& progress) {
       uint32_t n = 0;
       int32_t nOut = 0;
       plan_.runs.clear();
+      scoreRows.clear();
       while (n < batchSize && t < j) {
         const uint32_t tl = len(t);
         const uint32_t take = std::min(tl - p, batchSize - n);
@@ -214,6 +240,13 @@ void CaptureWorker::Execute(const ExecutionProgress& progress) {
           batch.seq_id[idx][0] = static_cast<llama_seq_id>(t - i);
           const bool isLast = endsText && k == take - 1;
           batch.logits[idx] = (isLast || needOutputsForAll_) ? 1 : 0;
+          if (scoreFrom_) {
+            const uint32_t pos = p + k;
+            if (pos + 1 >= scoreFrom_[t] && pos + 1 < tl) {
+              batch.logits[idx] = 1;
+              scoreRows.push_back({static_cast<int32_t>(idx), static_cast<int32_t>(t), tokens_[offsets_[t] + pos + 1]});
+            }
+          }
         }
         // rows the callback copies for this piece of text
         if (mode_ == Mode::Capture) {
@@ -237,6 +270,21 @@ void CaptureWorker::Execute(const ExecutionProgress& progress) {
       }
       if (nOut == 0) batch.logits[n - 1] = 1;  // llama.cpp wants at least one output per batch
       ok = DecodeOnce(batch, n);
+      if (ok && logprobsOut_) {
+        for (const ScoreRow& r : scoreRows) {
+          const float* lg = L.llama_get_logits_ith(ctx, r.batchIndex);
+          if (!lg) {
+            Fail("DECODE_FAILED", "llama.cpp returned no logits");
+            ok = false;
+            break;
+          }
+          float mx = lg[0];
+          for (int32_t v = 1; v < nVocab; v++) mx = std::max(mx, lg[v]);
+          double sum = 0;
+          for (int32_t v = 0; v < nVocab; v++) sum += std::exp(static_cast<double>(lg[v] - mx));
+          logprobsOut_[r.text] += static_cast<double>(lg[r.target] - mx) - std::log(sum);
+        }
+      }
       if (ok && (embeddingsOut_ || logitsOut_)) {
         for (uint32_t tt = i; tt < t; tt++) {
           if (lastBatchIndex[tt] < 0) continue;

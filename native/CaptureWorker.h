@@ -47,6 +47,8 @@ class CaptureWorker : public Napi::AsyncProgressWorker<CaptureProgress> {
   float* embeddingsOut_ = nullptr;  // decode mode with embeddings: nTexts x nEmbd
   std::vector<int32_t> logitTokens_;  // decode mode: last-token logits of these token ids
   float* logitsOut_ = nullptr;        // nTexts x logitTokens_.size()
+  const uint32_t* scoreFrom_ = nullptr;  // decode mode: per text, the first token whose log-probability is summed
+  double* logprobsOut_ = nullptr;        // per text: sum of log p(token | prefix) from scoreFrom to the end
   bool needOutputsForAll_ = false;  // pool mean/tokens with a tensor that holds only output rows
   bool keep_ = false;               // prefill: keep the single text in the KV cache for generation
   std::string code_;

@@ -695,6 +695,54 @@ export class Model {
     return out;
   }
 
+  /**
+   * Log-probabilities of continuations: for each pair, the sum and the mean over
+   * the continuation's tokens of log p(token | prompt, earlier tokens), from plain
+   * llama_decode (what the "mean log-probability" ranking baseline scores with).
+   * Prompts are rendered like capture's inputs; continuations are tokenized as plain text.
+   */
+  async continuationLogprobs(
+    pairs: readonly { prompt: CaptureInput; continuation: string }[],
+    options: PrepareOptions = {},
+  ): Promise<{ sum: Float64Array; mean: Float64Array; tokens: Uint32Array }> {
+    const callSite = new Error();
+    this.checkUsable();
+    if (!Array.isArray(pairs) || pairs.length === 0) throw new TypeError("pairs must be a non-empty array of { prompt, continuation }");
+    const seqs: Int32Array[] = [];
+    const scoreFrom = new Uint32Array(pairs.length);
+    const counts = new Uint32Array(pairs.length);
+    pairs.forEach((p, i) => {
+      if (typeof p?.continuation !== "string" || p.continuation.length === 0) throw new InputError("TEXT_EMPTY", `pairs[${i}].continuation is empty`);
+      const head = this.tokenizeOne(p.prompt, options, `pairs[${i}].prompt`);
+      const tail = this.native.tokenize(p.continuation, false, false);
+      if (tail.length === 0) throw new InputError("TEXT_EMPTY", `pairs[${i}].continuation is empty`);
+      const all = new Int32Array(head.length + tail.length);
+      all.set(head);
+      all.set(tail, head.length);
+      if (all.length > this.info.contextSize) {
+        throw new InputError("TEXT_TOO_LONG", `pairs[${i}] has ${all.length} tokens but the context holds ${this.info.contextSize}`);
+      }
+      seqs.push(all);
+      scoreFrom[i] = head.length;
+      counts[i] = tail.length;
+    });
+    const offsets = new Uint32Array(pairs.length + 1);
+    seqs.forEach((t, i) => (offsets[i + 1] = offsets[i] + t.length));
+    const tokens = new Int32Array(offsets[pairs.length]);
+    seqs.forEach((t, i) => tokens.set(t, offsets[i]));
+    const sum = new Float64Array(pairs.length);
+    const run = this.extraContext("plain").then((c) => c.decode({ tokens, offsets, scoreFrom, logprobs: sum }));
+    this.running = run;
+    try {
+      await run;
+    } catch (e) {
+      throw mapNativeError(e, callSite);
+    } finally {
+      this.running = null;
+    }
+    return { sum, mean: sum.map((v, i) => v / counts[i]), tokens: counts };
+  }
+
   get isDisposed(): boolean {
     return this.disposed;
   }

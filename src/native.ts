@@ -88,6 +88,9 @@ export interface NativeDecodeRequest {
   /** read each text's last-token logits of these token ids into `logits` (texts x ids) */
   logitTokens?: Int32Array;
   logits?: Float32Array;
+  /** per text, the first token whose log-probability given everything before it is summed into `logprobs` */
+  scoreFrom?: Uint32Array;
+  logprobs?: Float64Array;
 }
 
 export interface NativeGenerateRequest {
