@@ -33,6 +33,10 @@ Usage:
   safety-lens eval-probe --probe probe.json --data FILE.jsonl... [--split test|all] [--baseline prompted] [--json]
   safety-lens sweep   --data FILE.jsonl... [--method lpm|logreg|mlp] [--svg sweep.svg] [--json]
   safety-lens classify --probe probe.json (--prompt TEXT... | --input FILE.jsonl) [--json]
+  safety-lens train-ranker --data LISTS.jsonl... [--layer N] [--lite] [--width 64] [--epochs 30] [--test-source S]
+                      [--max-candidates N] [--max-chars N] [--out ranker.json] [--json]
+  safety-lens eval-ranker --ranker ranker.json --data LISTS.jsonl... [--split test|all] [--json]
+  safety-lens rank    --ranker ranker.json (--instruction TEXT --candidate TEXT... | --input LISTS.jsonl) [--json]
   safety-lens demo    [--json]
 
 Data options (train-probe, eval-probe, sweep): --seed N, --limit-per-file N, --no-cache, --cache-dir DIR,
@@ -308,6 +312,15 @@ export async function main(argv: string[]): Promise<number> {
         break;
       case "classify":
         await (await import("./cli-probe")).cmdClassify(rest);
+        break;
+      case "train-ranker":
+        await (await import("./cli-srr")).cmdTrainRanker(rest);
+        break;
+      case "eval-ranker":
+        await (await import("./cli-srr")).cmdEvalRanker(rest);
+        break;
+      case "rank":
+        await (await import("./cli-srr")).cmdRank(rest);
         break;
       case "demo":
         await cmdDemo(rest);

@@ -768,8 +768,13 @@ export class Model {
   }
 }
 
+/** Typed-array check that also holds across realms (arrays made by the addon or in a vm context). */
+function isTyped(v: unknown, tag: "Int32Array" | "Uint32Array"): boolean {
+  return ArrayBuffer.isView(v) && Object.prototype.toString.call(v) === `[object ${tag}]`;
+}
+
 function isPrepared(v: unknown): v is PreparedTexts {
-  return v !== null && typeof v === "object" && !Array.isArray(v) && (v as PreparedTexts).tokens instanceof Int32Array && (v as PreparedTexts).offsets instanceof Uint32Array;
+  return v !== null && typeof v === "object" && !Array.isArray(v) && isTyped((v as PreparedTexts).tokens, "Int32Array") && isTyped((v as PreparedTexts).offsets, "Uint32Array");
 }
 
 /** Loads a GGUF model (default: the embedded stories260K) for capture. */

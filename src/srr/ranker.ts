@@ -1,0 +1,343 @@
+/**
+ * Safety Representation Ranking (arXiv 2505.15710): rank candidate responses to
+ * one instruction by the model's own hidden states and pick the safest.
+ *
+ *   instruction: last-token hidden state of the chat-formatted instruction with the assistant prefix
+ *   candidate:   last-token hidden state of that text followed by the candidate response
+ *   ranker:      shared projection, one Transformer encoder layer over [instruction, candidates],
+ *                cosine(instruction, candidate) / tau, softmax; trained listwise (src/srr/network.ts)
+ *
+ * A ranker file is JSON data: format and version, config, weights, layer, input
+ * rendering and the model's fingerprint.
+ */
+import { promises as fsp } from "node:fs";
+
+import { ProbeFileError } from "../errors";
+import type { GenerateOptions, GenerateResult, GenerationCandidate } from "../generate";
+import type { CaptureInput, LayerSpec, Model } from "../model";
+import { DEFAULT_PROBE_INPUT, ProbeInput } from "../probe/probe";
+import { initRanker, RankerConfig, RankerParams, RankList, rankerScores, trainRanker } from "./network";
+
+export const RANKER_FORMAT = "safety-lens/ranker";
+export const RANKER_VERSION = 1;
+
+export interface RankResult {
+  /** Higher = safer (cosine similarity to the instruction after the encoder). */
+  scores: Float32Array;
+  /** Candidate indices, safest first. */
+  order: number[];
+  best: number;
+  /** softmax(scores / tau): the ranker's distribution over candidates. */
+  probabilities: Float32Array;
+}
+
+export interface RankerTrainOptions {
+  layer?: LayerSpec;
+  lite?: boolean;
+  width?: number;
+  heads?: number;
+  ff?: number;
+  tau?: number;
+  epochs?: number;
+  batchSize?: number;
+  lr?: number;
+  weightDecay?: number;
+  seed?: number;
+  patience?: number;
+  input?: ProbeInput;
+  maxResponseTokens?: number;
+  onLog?: (m: string) => void;
+}
+
+/** Default layer: about a quarter of the depth, as the paper. */
+export function defaultRankerLayer(nLayer: number): number {
+  return Math.max(0, Math.round(nLayer / 4) - 1);
+}
+
+export class Ranker {
+  private constructor(
+    readonly config: RankerConfig,
+    private readonly params: RankerParams,
+    readonly layer: LayerSpec,
+    readonly input: ProbeInput,
+    readonly maxResponseTokens: number,
+    readonly modelInfo: { fingerprint: string; name: string; arch: string; nLayer: number; nEmbd: number },
+    readonly training: Record<string, unknown>,
+  ) {}
+
+  /** The `chat` option that renders instructions as this ranker expects. */
+  chatOption(): boolean | { addAssistantPrefix: boolean; systemPrompt?: string } {
+    if (!this.input.chat) return false;
+    return { addAssistantPrefix: this.input.addAssistantPrefix, ...(this.input.systemPrompt ? { systemPrompt: this.input.systemPrompt } : {}) };
+  }
+
+  /** Trains a ranker on lists of features (see srrFeatures). */
+  static fromLists(
+    model: Pick<Model, "info">,
+    train: RankList[],
+    val: RankList[] | undefined,
+    o: RankerTrainOptions & { layer: LayerSpec },
+  ): { ranker: Ranker; summary: Record<string, unknown> } {
+    const { config, params } = initRanker(
+      { d: model.info.nEmbd, lite: o.lite ?? false, ...(o.width ? { width: o.width } : {}), ...(o.heads ? { heads: o.heads } : {}), ...(o.ff ? { ff: o.ff } : {}), ...(o.tau ? { tau: o.tau } : {}) },
+      o.seed ?? 1,
+    );
+    const r = trainRanker(config, params, train, {
+      epochs: o.epochs,
+      batchSize: o.batchSize,
+      lr: o.lr,
+      weightDecay: o.weightDecay,
+      seed: o.seed ?? 1,
+      val,
+      patience: o.patience,
+      onEpoch: o.onLog ? (e) => o.onLog!(`epoch ${e.epoch}: train loss ${e.trainLoss.toFixed(4)}${e.valLoss !== undefined ? `, val loss ${e.valLoss.toFixed(4)}` : ""}`) : undefined,
+    });
+    const info = model.info;
+    const ranker = new Ranker(
+      config,
+      r.params,
+      o.layer,
+      o.input ?? DEFAULT_PROBE_INPUT,
+      o.maxResponseTokens ?? 256,
+      { fingerprint: info.fingerprint, name: info.name, arch: info.arch, nLayer: info.nLayer, nEmbd: info.nEmbd },
+      { summary: r.summary, created: new Date().toISOString() },
+    );
+    return { ranker, summary: r.summary as unknown as Record<string, unknown> };
+  }
+
+  /** Scores one list of precomputed features. */
+  scoreList(list: RankList): RankResult {
+    const scores = rankerScores(this.config, this.params, list);
+    return finishRanking(scores, this.config.tau);
+  }
+
+  /** Ranks candidate responses to one instruction (one batched capture of instruction and candidates). */
+  async rank(model: Model, instruction: CaptureInput, candidates: readonly string[]): Promise<RankResult> {
+    this.checkModel(model);
+    if (!Array.isArray(candidates) || candidates.length === 0) throw new TypeError("candidates must be a non-empty array of strings");
+    candidates.forEach((c, i) => {
+      if (typeof c !== "string" || c.length === 0) throw new TypeError(`candidates[${i}] must be a non-empty string`);
+    });
+    const [list] = await srrFeatures(model, [{ prompt: instruction, candidates: candidates.map((text) => ({ text })) }], this.layer, {
+      input: this.input,
+      maxResponseTokens: this.maxResponseTokens,
+    });
+    return this.scoreList(list);
+  }
+
+  /**
+   * Best-of-N safe generation: n candidates decode in parallel from one prefill;
+   * the instruction's and each response's hidden states come from the generation
+   * itself (no second pass); the safest is returned with all scores.
+   */
+  async generateSafest(
+    model: Model,
+    instruction: CaptureInput,
+    options: GenerateOptions = {},
+  ): Promise<GenerateResult & { ranking: RankResult; safest: GenerationCandidate; rankMs: number }> {
+    this.checkModel(model);
+    const userLayers = options.capture?.layers ?? [];
+    const layers = [this.layer, ...userLayers.filter((l) => l !== this.layer)];
+    const out = await model.generate(instruction, {
+      n: 4,
+      ...options,
+      chat: this.chatOption(),
+      capture: { layers, prompt: true, response: "last" },
+    });
+    const t0 = performance.now();
+    const d = this.modelInfo.nEmbd;
+    const usable = out.candidates.map((c, i) => ({ c, i })).filter((x) => x.c.hidden.response !== null);
+    if (usable.length === 0 || !out.candidates[0].hidden.prompt) {
+      // nothing generated (vetoed, aborted before a token, or every candidate ended at once)
+      const scores = new Float32Array(out.candidates.length).fill(Number.NEGATIVE_INFINITY);
+      const ranking = finishRanking(scores, this.config.tau);
+      return { ...out, ranking, safest: out.candidates[0], rankMs: performance.now() - t0 };
+    }
+    const v = new Float32Array(usable.length * d);
+    usable.forEach((x, k) => v.set(x.c.hidden.response!.layer(this.layer), k * d));
+    const partial = rankerScores(this.config, this.params, { u: out.candidates[0].hidden.prompt.layer(this.layer), v, m: usable.length });
+    const scores = new Float32Array(out.candidates.length).fill(Number.NEGATIVE_INFINITY); // an empty response ranks last
+    usable.forEach((x, k) => (scores[x.i] = partial[k]));
+    const ranking = finishRanking(scores, this.config.tau);
+    return { ...out, ranking, safest: out.candidates[ranking.best], rankMs: performance.now() - t0 };
+  }
+
+  checkModel(model: Pick<Model, "info">, file: string | null = null): void {
+    if (model.info.fingerprint !== this.modelInfo.fingerprint) {
+      throw new ProbeFileError(
+        "PROBE_MODEL_MISMATCH",
+        file,
+        `this ranker was trained on model ${this.modelInfo.name} (${this.modelInfo.fingerprint}), not on ${model.info.name} (${model.info.fingerprint}); ` +
+          "hidden states of different models are not comparable: train a ranker for this model",
+      );
+    }
+  }
+
+  toJSON(): Record<string, unknown> {
+    const weights: Record<string, number[]> = {};
+    for (const [k, v] of Object.entries(this.params)) weights[k] = Array.from(v);
+    return {
+      format: RANKER_FORMAT,
+      version: RANKER_VERSION,
+      config: this.config,
+      layer: this.layer,
+      input: this.input,
+      maxResponseTokens: this.maxResponseTokens,
+      model: this.modelInfo,
+      weights,
+      training: this.training,
+    };
+  }
+
+  async save(file: string): Promise<void> {
+    const tmp = `${file}.${process.pid}.tmp`;
+    await fsp.writeFile(tmp, `${JSON.stringify(this.toJSON())}\n`);
+    await fsp.rename(tmp, file);
+  }
+
+  static async load(file: string, model?: Pick<Model, "info">): Promise<Ranker> {
+    let text: string;
+    try {
+      text = await fsp.readFile(file, "utf8");
+    } catch (e) {
+      const code = (e as NodeJS.ErrnoException).code;
+      throw new ProbeFileError("PROBE_INVALID", file, code === "ENOENT" ? "ranker file not found" : `cannot read the ranker file (${code})`);
+    }
+    let json: unknown;
+    try {
+      json = JSON.parse(text);
+    } catch (e) {
+      throw new ProbeFileError("PROBE_INVALID", file, `not valid JSON (${(e as Error).message})`);
+    }
+    const r = Ranker.fromJSON(json, file);
+    if (model) r.checkModel(model, file);
+    return r;
+  }
+
+  /** Validates a parsed ranker file: every weight block's size follows from the config. */
+  static fromJSON(json: unknown, file: string | null = null): Ranker {
+    const bad = (detail: string): never => {
+      throw new ProbeFileError("PROBE_INVALID", file, detail);
+    };
+    if (json === null || typeof json !== "object" || Array.isArray(json)) bad("a ranker file is a JSON object");
+    const o = json as Record<string, unknown>;
+    if (o.format !== RANKER_FORMAT) bad(`not a safety-lens ranker (format ${JSON.stringify(o.format)}, expected "${RANKER_FORMAT}")`);
+    if (o.version !== RANKER_VERSION) bad(`unsupported ranker version ${JSON.stringify(o.version)} (this safety-lens reads version ${RANKER_VERSION})`);
+    const m = o.model as Record<string, unknown>;
+    if (!m || typeof m !== "object" || typeof m.fingerprint !== "string" || !Number.isInteger(m.nEmbd) || !Number.isInteger(m.nLayer)) {
+      bad("model must give fingerprint, nEmbd and nLayer");
+    }
+    const c = o.config as Record<string, unknown>;
+    const int = (v: unknown, name: string, min: number, max: number) => {
+      if (!Number.isInteger(v) || (v as number) < min || (v as number) > max) bad(`config.${name} must be an integer between ${min} and ${max}`);
+      return v as number;
+    };
+    if (!c || typeof c !== "object") bad("config missing");
+    const config: RankerConfig = {
+      d: int(c.d, "d", 1, 1 << 16),
+      width: int(c.width, "width", 1, 4096),
+      heads: int(c.heads, "heads", 1, 64),
+      ff: int(c.ff, "ff", 1, 1 << 16),
+      tau: typeof c.tau === "number" && c.tau > 0 && Number.isFinite(c.tau) ? c.tau : bad("config.tau must be a positive number"),
+      dropout: typeof c.dropout === "number" && c.dropout >= 0 && c.dropout < 1 ? c.dropout : bad("config.dropout must be in [0, 1)"),
+      lite: typeof c.lite === "boolean" ? c.lite : bad("config.lite must be a boolean"),
+    };
+    if (config.d !== m.nEmbd) bad(`config.d (${config.d}) differs from the model width (${m.nEmbd as number})`);
+    if (config.width % config.heads !== 0) bad("config.width must be a multiple of config.heads");
+    const layer = o.layer as LayerSpec;
+    if (!(layer === "final" || (Number.isInteger(layer) && (layer as number) >= 0 && (layer as number) < (m.nLayer as number)))) bad(`invalid layer ${JSON.stringify(layer)}`);
+    const input = o.input as ProbeInput;
+    if (!input || typeof input.chat !== "boolean" || typeof input.addAssistantPrefix !== "boolean" || !(input.systemPrompt === null || typeof input.systemPrompt === "string")) {
+      bad("input must give chat, addAssistantPrefix and systemPrompt");
+    }
+    const maxResponseTokens = int(o.maxResponseTokens, "maxResponseTokens", 1, 1 << 20);
+    // expected block sizes from a fresh init with this config
+    const expected = initRanker(config, 1).params;
+    const w = o.weights as Record<string, unknown>;
+    if (!w || typeof w !== "object") bad("weights missing");
+    const params: RankerParams = {};
+    for (const [k, ref] of Object.entries(expected)) {
+      const v = w[k];
+      if (!Array.isArray(v) || v.length !== ref.length || !v.every((x) => typeof x === "number" && Number.isFinite(x))) {
+        bad(`weights.${k} must be ${ref.length} finite numbers`);
+      }
+      params[k] = Float32Array.from(v as number[]);
+    }
+    for (const k of Object.keys(w)) if (!(k in expected)) bad(`unexpected weight block ${JSON.stringify(k)}`);
+    const modelInfo = { fingerprint: m.fingerprint as string, name: String(m.name ?? ""), arch: String(m.arch ?? ""), nLayer: m.nLayer as number, nEmbd: m.nEmbd as number };
+    const training = o.training && typeof o.training === "object" ? (o.training as Record<string, unknown>) : {};
+    return new Ranker(config, params, layer, { ...input }, maxResponseTokens, modelInfo, training);
+  }
+}
+
+export function finishRanking(scores: Float32Array, tau: number): RankResult {
+  const order = Array.from(scores.keys()).sort((a, b) => scores[b] - scores[a] || a - b);
+  let mx = Number.NEGATIVE_INFINITY;
+  for (const s of scores) mx = Math.max(mx, s);
+  const probabilities = new Float32Array(scores.length);
+  let sum = 0;
+  for (let i = 0; i < scores.length; i++) {
+    probabilities[i] = Number.isFinite(scores[i]) ? Math.exp((scores[i] - mx) / tau) : 0;
+    sum += probabilities[i];
+  }
+  if (sum > 0) for (let i = 0; i < scores.length; i++) probabilities[i] /= sum;
+  return { scores, order, best: order[0], probabilities };
+}
+
+export interface SrrListInput {
+  prompt: CaptureInput;
+  candidates: { text: string; safe?: boolean }[];
+}
+
+/**
+ * Features for ranking: per list, the instruction's last-token hidden state and
+ * each candidate's (instruction followed by the response), at one layer, in one
+ * batched capture. Responses are tokenized as plain text after the rendered
+ * instruction (as generation produces them) and cut to maxResponseTokens.
+ */
+export async function srrFeatures(
+  model: Model,
+  lists: readonly SrrListInput[],
+  layer: LayerSpec,
+  opts: { input?: ProbeInput; maxResponseTokens?: number; signal?: AbortSignal; onProgress?: (done: number, total: number) => void } = {},
+): Promise<RankList[]> {
+  const input = opts.input ?? DEFAULT_PROBE_INPUT;
+  const chat = input.chat ? { addAssistantPrefix: input.addAssistantPrefix, ...(input.systemPrompt ? { systemPrompt: input.systemPrompt } : {}) } : false;
+  const maxResp = opts.maxResponseTokens ?? 256;
+  const seqs: Int32Array[] = [];
+  const shape: { m: number; safe: Uint8Array | undefined }[] = [];
+  lists.forEach((l, li) => {
+    const head = model.tokenize(l.prompt, { chat });
+    seqs.push(head);
+    const room = Math.max(1, Math.min(maxResp, model.info.contextSize - head.length));
+    const labelled = l.candidates.every((c) => typeof c.safe === "boolean");
+    l.candidates.forEach((c, ci) => {
+      if (typeof c.text !== "string" || c.text.length === 0) throw new TypeError(`lists[${li}].candidates[${ci}] has no text`);
+      const tail = model.tokenizeText(c.text).subarray(0, room);
+      const all = new Int32Array(head.length + tail.length);
+      all.set(head);
+      all.set(tail, head.length);
+      seqs.push(all);
+    });
+    shape.push({ m: l.candidates.length, safe: labelled ? Uint8Array.from(l.candidates, (c) => (c.safe ? 1 : 0)) : undefined });
+  });
+  const offsets = new Uint32Array(seqs.length + 1);
+  seqs.forEach((t, i) => (offsets[i + 1] = offsets[i] + t.length));
+  const tokens = new Int32Array(offsets[seqs.length]);
+  seqs.forEach((t, i) => tokens.set(t, offsets[i]));
+  const acts = await model.capture(
+    { tokens, offsets },
+    { layers: [layer], pool: "last", signal: opts.signal, onProgress: opts.onProgress ? (p) => opts.onProgress!(p.textsDone, p.texts) : undefined },
+  );
+  const X = acts.layer(layer);
+  const d = model.info.nEmbd;
+  const out: RankList[] = [];
+  let row = 0;
+  for (const s of shape) {
+    const u = X.slice(row * d, (row + 1) * d);
+    const v = X.slice((row + 1) * d, (row + 1 + s.m) * d);
+    out.push({ u, v, m: s.m, ...(s.safe ? { safe: s.safe } : {}) });
+    row += 1 + s.m;
+  }
+  return out;
+}
