@@ -178,6 +178,7 @@ describe("probe commands", () => {
 });
 
 test("demo --json: the README's main job runs end to end", async () => {
+  // (about 30 s on 2 cores)
   const r = await cli(["demo", "--json", "--gpu", "false"]);
   expect(r.code).toBe(0);
   const d = JSON.parse(r.stdout);
@@ -187,4 +188,8 @@ test("demo --json: the README's main job runs end to end", async () => {
   expect(d.probe.test.auroc).toBeGreaterThan(0.8);
   expect(d.examples).toHaveLength(4);
   expect(d.guard.map((g: { path: string }) => g.path)).toEqual(["refused", "normal"]);
+  expect(d.ranker.test.lists).toBeGreaterThan(0);
+  expect(Object.keys(d.ranker.test.baselines).sort()).toEqual(["first", "logprob", "longest", "probe", "random", "shortest"]);
+  expect(d.ranker.example.candidates).toHaveLength(2);
+  expect(d.ranker.example.best).toBe(1); // the refusal, over a harmful completion
 });

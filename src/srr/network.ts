@@ -21,8 +21,16 @@
  * Dropout (training only, seeded) sits where PyTorch puts it: on the attention
  * probabilities, on the attention output before the first residual, after the
  * ReLU, and on the feed-forward output before the second residual.
+ *
+ * Cost: the projection (rows x d x k per pass) dominates at LLM widths; during training
+ * the input rows of a mini-batch are stacked so that it runs as one forward product and
+ * one weight-gradient product (its input gradient is never needed).
  */
 import { Rng } from "../probe/methods";
+
+// Math functions captured once: inside Jest's vm context every `Math.x` lookup goes through
+// the sandbox's global object and costs ~20x more than a call through a local binding.
+const { exp, log, sqrt, max, min, pow, fround, imul } = Math;
 
 // ---------------------------------------------------------------------------
 // Public types
@@ -99,6 +107,7 @@ export interface TrainRankerSummary {
   seconds: number;
 }
 
+/** Defaults for everything but d; ff defaults to 2 * width. */
 export const DEFAULT_RANKER_CONFIG: Omit<RankerConfig, "d" | "ff"> = {
   width: 64,
   heads: 4,
@@ -184,9 +193,9 @@ function checkList(c: RankerConfig, list: RankList, needLabels: boolean): void {
   if (!Number.isInteger(list.m) || list.m < 1) throw new RangeError(`ranker: list needs m >= 1 candidates, got ${list.m}`);
   if (list.u.length !== d) throw new RangeError(`ranker: u has ${list.u.length} entries, need d = ${d}`);
   if (list.v.length < list.m * d) throw new RangeError(`ranker: v has ${list.v.length} entries, need m * d = ${list.m * d}`);
-  if (needLabels) {
-    if (!list.safe || list.safe.length < list.m) throw new RangeError("ranker: list needs safe labels (m entries) for the loss");
-  }
+  if (needLabels && !list.safe) throw new RangeError("ranker: list needs safe labels (m entries) for the loss");
+  if (list.safe && list.safe.length < list.m)
+    throw new RangeError(`ranker: safe has ${list.safe.length} entries, need m = ${list.m}`);
 }
 
 // ---------------------------------------------------------------------------
@@ -204,7 +213,7 @@ export function initRanker(
   for (const [name, rows, cols] of rankerBlockShapes(c)) {
     const b = new Float32Array(rows * cols);
     if (cols > 1) {
-      const limit = Math.sqrt(6 / (rows + cols));
+      const limit = sqrt(6 / (rows + cols));
       for (let i = 0; i < b.length; i++) b[i] = (2 * rng.next() - 1) * limit;
     } else if (name.endsWith(".g")) {
       b.fill(1);
@@ -387,64 +396,57 @@ function linFwd(X: Float64Array, n: number, inD: number, W: Float64Array, bias: 
 
 /**
  * Projection forward on Float32 input rows: Y[yRow + r] = X[xOff + r*d ..] W^T + b for r < n.
- * Same blocking as linFwd (a separate function keeps each monomorphic in V8).
+ * Rows are taken in chunks of 32 (kept in cache) and, within a chunk, four weight rows at a
+ * time against two input rows (register blocking). A separate function from linFwd keeps
+ * each monomorphic in V8.
  */
 function projFwd(X: Float32Array, xOff: number, n: number, d: number, W: Float64Array, b: Float64Array, k: number, Y: Float64Array, yRow: number): void {
-  let r = 0;
-  for (; r + 2 <= n; r += 2) {
-    const x0 = xOff + r * d;
-    const x1 = x0 + d;
-    const y0 = (yRow + r) * k;
-    const y1 = y0 + k;
+  const CHUNK = 32;
+  for (let c0 = 0; c0 < n; c0 += CHUNK) {
+    const c1 = min(n, c0 + CHUNK);
     let o = 0;
     for (; o + 4 <= k; o += 4) {
       const w0 = o * d;
       const w1 = w0 + d;
       const w2 = w1 + d;
       const w3 = w2 + d;
-      let a0 = 0, a1 = 0, a2 = 0, a3 = 0, c0 = 0, c1 = 0, c2 = 0, c3 = 0;
-      for (let t = 0; t < d; t++) {
-        const p = X[x0 + t];
-        const q = X[x1 + t];
-        const u0 = W[w0 + t], u1 = W[w1 + t], u2 = W[w2 + t], u3 = W[w3 + t];
-        a0 += p * u0; a1 += p * u1; a2 += p * u2; a3 += p * u3;
-        c0 += q * u0; c1 += q * u1; c2 += q * u2; c3 += q * u3;
+      const b0 = b[o], b1 = b[o + 1], b2 = b[o + 2], b3 = b[o + 3];
+      let r = c0;
+      for (; r + 2 <= c1; r += 2) {
+        const x0 = xOff + r * d;
+        const x1 = x0 + d;
+        let a0 = 0, a1 = 0, a2 = 0, a3 = 0, e0 = 0, e1 = 0, e2 = 0, e3 = 0;
+        for (let t = 0; t < d; t++) {
+          const p = X[x0 + t];
+          const q = X[x1 + t];
+          const u0 = W[w0 + t], u1 = W[w1 + t], u2 = W[w2 + t], u3 = W[w3 + t];
+          a0 += p * u0; a1 += p * u1; a2 += p * u2; a3 += p * u3;
+          e0 += q * u0; e1 += q * u1; e2 += q * u2; e3 += q * u3;
+        }
+        const y0 = (yRow + r) * k + o;
+        const y1 = y0 + k;
+        Y[y0] = a0 + b0; Y[y0 + 1] = a1 + b1; Y[y0 + 2] = a2 + b2; Y[y0 + 3] = a3 + b3;
+        Y[y1] = e0 + b0; Y[y1 + 1] = e1 + b1; Y[y1 + 2] = e2 + b2; Y[y1 + 3] = e3 + b3;
       }
-      Y[y0 + o] = a0 + b[o]; Y[y0 + o + 1] = a1 + b[o + 1]; Y[y0 + o + 2] = a2 + b[o + 2]; Y[y0 + o + 3] = a3 + b[o + 3];
-      Y[y1 + o] = c0 + b[o]; Y[y1 + o + 1] = c1 + b[o + 1]; Y[y1 + o + 2] = c2 + b[o + 2]; Y[y1 + o + 3] = c3 + b[o + 3];
+      if (r < c1) {
+        const x0 = xOff + r * d;
+        let a0 = 0, a1 = 0, a2 = 0, a3 = 0;
+        for (let t = 0; t < d; t++) {
+          const p = X[x0 + t];
+          a0 += p * W[w0 + t]; a1 += p * W[w1 + t]; a2 += p * W[w2 + t]; a3 += p * W[w3 + t];
+        }
+        const y0 = (yRow + r) * k + o;
+        Y[y0] = a0 + b0; Y[y0 + 1] = a1 + b1; Y[y0 + 2] = a2 + b2; Y[y0 + 3] = a3 + b3;
+      }
     }
     for (; o < k; o++) {
       const w0 = o * d;
-      let a = 0, c = 0;
-      for (let t = 0; t < d; t++) {
-        a += X[x0 + t] * W[w0 + t];
-        c += X[x1 + t] * W[w0 + t];
+      for (let r = c0; r < c1; r++) {
+        const x0 = xOff + r * d;
+        let a = 0;
+        for (let t = 0; t < d; t++) a += X[x0 + t] * W[w0 + t];
+        Y[(yRow + r) * k + o] = a + b[o];
       }
-      Y[y0 + o] = a + b[o];
-      Y[y1 + o] = c + b[o];
-    }
-  }
-  for (; r < n; r++) {
-    const x0 = xOff + r * d;
-    const y0 = (yRow + r) * k;
-    let o = 0;
-    for (; o + 4 <= k; o += 4) {
-      const w0 = o * d;
-      const w1 = w0 + d;
-      const w2 = w1 + d;
-      const w3 = w2 + d;
-      let a0 = 0, a1 = 0, a2 = 0, a3 = 0;
-      for (let t = 0; t < d; t++) {
-        const p = X[x0 + t];
-        a0 += p * W[w0 + t]; a1 += p * W[w1 + t]; a2 += p * W[w2 + t]; a3 += p * W[w3 + t];
-      }
-      Y[y0 + o] = a0 + b[o]; Y[y0 + o + 1] = a1 + b[o + 1]; Y[y0 + o + 2] = a2 + b[o + 2]; Y[y0 + o + 3] = a3 + b[o + 3];
-    }
-    for (; o < k; o++) {
-      const w0 = o * d;
-      let a = 0;
-      for (let t = 0; t < d; t++) a += X[x0 + t] * W[w0 + t];
-      Y[y0 + o] = a + b[o];
     }
   }
 }
@@ -495,6 +497,15 @@ function linGradW(dY: Float64Array, n: number, out: number, X: Float64Array, inD
  * sums of dY; dY n x k, X n x d. Two outputs x eight rows register blocking.
  */
 function projGradW(dY: Float64Array, n: number, k: number, X: Float32Array, d: number, G: Float64Array, gb: Float64Array): void {
+  // chunks of 64 rows stay in cache while every weight-row pair passes over them
+  const CHUNK = 64;
+  for (let c0 = 0; c0 < n; c0 += CHUNK) {
+    const rows = min(CHUNK, n - c0);
+    projGradWChunk(dY.subarray(c0 * k, (c0 + rows) * k), rows, k, X.subarray(c0 * d, (c0 + rows) * d), d, G, gb);
+  }
+}
+
+function projGradWChunk(dY: Float64Array, n: number, k: number, X: Float32Array, d: number, G: Float64Array, gb: Float64Array): void {
   for (let r = 0; r < n; r++) {
     const y0 = r * k;
     for (let o = 0; o < k; o++) gb[o] += dY[y0 + o];
@@ -550,7 +561,7 @@ function lnFwd(Z: Float64Array, n: number, k: number, g: Float64Array, b: Float6
       const e = Z[o + t] - mu;
       v += e * e;
     }
-    const s = 1 / Math.sqrt(v / k + LN_EPS);
+    const s = 1 / sqrt(v / k + LN_EPS);
     rs[r] = s;
     for (let t = 0; t < k; t++) {
       const x = (Z[o + t] - mu) * s;
@@ -582,10 +593,23 @@ function lnBwd(dY: Float64Array, n: number, k: number, g: Float64Array, xh: Floa
   }
 }
 
-/** Dropout multipliers: 0 with probability p, else 1/(1-p). */
+/**
+ * Dropout multipliers: 0 with probability p, else 1/(1-p). One draw from rng seeds a local
+ * counter-based generator (32-bit state, integer mixing) for the whole mask, so the mask is
+ * a deterministic function of the rng's state and the hot loop makes no method calls.
+ */
 function fillMask(mask: Float64Array, len: number, p: number, rng: Rng): void {
   const keep = 1 / (1 - p);
-  for (let i = 0; i < len; i++) mask[i] = rng.next() < p ? 0 : keep;
+  const threshold = p * 4294967296;
+  let state = (rng.next() * 4294967296) >>> 0;
+  for (let i = 0; i < len; i++) {
+    state = (state + 0x6d2b79f5) >>> 0;
+    let z = state;
+    z = imul(z ^ (z >>> 16), 0x21f0aaad);
+    z = imul(z ^ (z >>> 15), 0x735a2d97);
+    z = (z ^ (z >>> 15)) >>> 0;
+    mask[i] = z < threshold ? 0 : keep;
+  }
 }
 
 // ---------------------------------------------------------------------------
@@ -667,7 +691,7 @@ function forwardList(c: RankerConfig, P: P64, list: RankList, ws: Workspace, rng
   if (!c.lite) {
     const h = c.heads;
     const dh = k / h;
-    const scale = 1 / Math.sqrt(dh);
+    const scale = 1 / sqrt(dh);
     const drop = rng !== null && c.dropout > 0;
     const { q, kk, vv, att, attM, o, ao, m1, z, x1, xh1, rs1, pre, hd, mf, f, m2, y, xh2, rs2 } = ws;
     linFwd(x0, n, k, P.wq, P.bq, k, q);
@@ -692,7 +716,7 @@ function forwardList(c: RankerConfig, P: P64, list: RankList, ws: Workspace, rng
         }
         let sum = 0;
         for (let j = 0; j < n; j++) {
-          const e = Math.exp(att[row + j] - mx);
+          const e = exp(att[row + j] - mx);
           att[row + j] = e;
           sum += e;
         }
@@ -741,14 +765,14 @@ function forwardList(c: RankerConfig, P: P64, list: RankList, ws: Workspace, rng
     let ss = 0;
     const r = i * k;
     for (let t = 0; t < k; t++) ss += Y[r + t] * Y[r + t];
-    nrm[i] = Math.sqrt(ss);
+    nrm[i] = sqrt(ss);
   }
-  const n0 = Math.max(nrm[0], COS_EPS);
+  const n0 = max(nrm[0], COS_EPS);
   for (let i = 1; i < n; i++) {
     let dt = 0;
     const r = i * k;
     for (let t = 0; t < k; t++) dt += Y[t] * Y[r + t];
-    s[i] = dt / (n0 * Math.max(nrm[i], COS_EPS));
+    s[i] = dt / (n0 * max(nrm[i], COS_EPS));
   }
   return Y;
 }
@@ -774,24 +798,24 @@ function backwardList(c: RankerConfig, P: P64, G: P64 | null, list: RankList, ws
   }
   if (ns === 0) throw new RangeError("ranker: a list without any safe candidate has no target distribution");
   let sum = 0;
-  for (let i = 1; i < n; i++) sum += Math.exp(s[i] / tau - mx);
-  const lse = mx + Math.log(sum);
+  for (let i = 1; i < n; i++) sum += exp(s[i] / tau - mx);
+  const lse = mx + log(sum);
   const qv = 1 / ns;
   let loss = 0;
-  for (let i = 1; i < n; i++) if (safe[i - 1]) loss += qv * (Math.log(qv) - (s[i] / tau - lse));
+  for (let i = 1; i < n; i++) if (safe[i - 1]) loss += qv * (log(qv) - (s[i] / tau - lse));
   if (!G) return loss;
 
   // d loss / d s_i = (p_i - q_i) / tau, times the batch scale
   dy.fill(0, 0, n * k);
   const n0raw = nrm[0];
-  const n0 = Math.max(n0raw, COS_EPS);
+  const n0 = max(n0raw, COS_EPS);
   const inv0sq = n0raw > COS_EPS ? 1 / (n0 * n0) : 0;
   for (let i = 1; i < n; i++) {
-    const pi = Math.exp(s[i] / tau - lse);
+    const pi = exp(s[i] / tau - lse);
     const ds = ((pi - (safe[i - 1] ? qv : 0)) / tau) * scale;
     if (ds === 0) continue;
     const niraw = nrm[i];
-    const ni = Math.max(niraw, COS_EPS);
+    const ni = max(niraw, COS_EPS);
     const invisq = niraw > COS_EPS ? 1 / (ni * ni) : 0;
     const cross = ds / (n0 * ni);
     const a0 = -ds * s[i] * inv0sq;
@@ -809,7 +833,7 @@ function backwardList(c: RankerConfig, P: P64, G: P64 | null, list: RankList, ws
   if (!c.lite) {
     const h = c.heads;
     const dh = k / h;
-    const sc = 1 / Math.sqrt(dh);
+    const sc = 1 / sqrt(dh);
     const ff = c.ff;
     const drop = c.dropout > 0 && ws.dropOn;
     const { x0, q, kk, vv, att, attM, o, m1, x1, xh1, rs1, pre, hd, mf, m2, xh2, rs2, dz, dx1, dhd, dao, dO, dq, dk, dv, dA } = ws;
@@ -892,7 +916,7 @@ function lossCore(c: RankerConfig, P: P64, lists: RankList[], G: P64 | null, rng
   let maxN = 1;
   let rows = 0;
   for (const l of lists) {
-    maxN = Math.max(maxN, l.m + 1);
+    maxN = max(maxN, l.m + 1);
     rows += l.m + 1;
   }
   ws.ensure(maxN);
@@ -958,10 +982,10 @@ export function rankerScoresBatch(config: RankerConfig, params: RankerParams, li
 export function rankerProbs(config: RankerConfig, params: RankerParams, list: RankList): Float32Array {
   const s = rankerScores(config, params, list);
   let mx = -Infinity;
-  for (let i = 0; i < s.length; i++) mx = Math.max(mx, s[i] / config.tau);
+  for (let i = 0; i < s.length; i++) mx = max(mx, s[i] / config.tau);
   let sum = 0;
   const e = new Float64Array(s.length);
-  for (let i = 0; i < s.length; i++) sum += e[i] = Math.exp(s[i] / config.tau - mx);
+  for (let i = 0; i < s.length; i++) sum += e[i] = exp(s[i] / config.tau - mx);
   const p = new Float32Array(s.length);
   for (let i = 0; i < s.length; i++) p[i] = e[i] / sum;
   return p;
@@ -1077,13 +1101,13 @@ export function trainRanker(
     let lossSum = 0;
     for (let b0 = 0; b0 < train.length; b0 += batchSize) {
       const batch: RankList[] = [];
-      for (let i = b0; i < Math.min(train.length, b0 + batchSize); i++) batch.push(train[order[i]]);
+      for (let i = b0; i < min(train.length, b0 + batchSize); i++) batch.push(train[order[i]]);
       for (const name of names) G[FIELD_OF[name]].fill(0);
       const loss = lossCore(config, P, batch, G, rng, ws);
       lossSum += loss * batch.length;
       step++;
-      const bc1 = 1 - Math.pow(beta1, step);
-      const bc2 = 1 - Math.pow(beta2, step);
+      const bc1 = 1 - pow(beta1, step);
+      const bc2 = 1 - pow(beta2, step);
       for (const name of names) {
         const f = FIELD_OF[name];
         const p = P[f];
@@ -1095,13 +1119,13 @@ export function trainRanker(
           const gi = g[i];
           const mi = (mm[i] = beta1 * mm[i] + (1 - beta1) * gi);
           const vi = (vv[i] = beta2 * vv[i] + (1 - beta2) * gi * gi);
-          p[i] = p[i] * decay - (lr * (mi / bc1)) / (Math.sqrt(vi / bc2) + adamEps);
+          p[i] = p[i] * decay - (lr * (mi / bc1)) / (sqrt(vi / bc2) + adamEps);
         }
       }
       // keep the master weights exactly representable as the Float32 parameters
       for (const name of names) {
         const p = P[FIELD_OF[name]];
-        for (let i = 0; i < p.length; i++) p[i] = Math.fround(p[i]);
+        for (let i = 0; i < p.length; i++) p[i] = fround(p[i]);
       }
     }
     const trainLoss = lossSum / train.length;
