@@ -14,6 +14,8 @@ import { readTextRecords } from "./jsonl";
 import type { GenerateOptions } from "./generate";
 import { Guard } from "./guard";
 import { Probe } from "./probe/probe";
+import { initRanker, RankList, trainRanker } from "./srr/network";
+import { defaultRankerLayer, Ranker } from "./srr/ranker";
 import type { Features } from "./probe/types";
 import { LayerSpec, loadModel, Model, PreparedTexts } from "./model";
 import { physicalCoreCount } from "./native";
@@ -29,7 +31,7 @@ export interface BenchOptions {
   repeats?: number;
   threads?: number;
   /** Run one section only. */
-  only?: "capture" | "generate" | "probe";
+  only?: "capture" | "generate" | "probe" | "srr";
   /** Tokens generated per candidate in the generation section. Default 64. */
   genTokens?: number;
   log?: (msg: string) => void;
@@ -84,6 +86,17 @@ export interface ProbeBench {
   targets: { logregUnder10s: boolean; lpmUnder3s: boolean; scoreUnder0_1ms: boolean; guardOverheadUnder2pct: boolean };
 }
 
+export interface SrrBench {
+  lists: number;
+  candidates: number;
+  d: number;
+  epochs: number;
+  fullTrainSeconds: number;
+  liteTrainSeconds: number;
+  bestOfN: { n: number; maxTokens: number; generateMs: number; rankMs: number; rankOverhead: number; plainGenerateMs: number; totalOverhead: number };
+  targets: { rankOverheadUnder1pct: boolean };
+}
+
 export interface BenchResult extends Partial<CaptureBench> {
   machine: { cpu: string; logicalCores: number; physicalCores: number; memoryGiB: number; os: string; node: string };
   model: { path: string; arch: string; nLayer: number; nEmbd: number; nParams: number; synthetic: boolean };
@@ -92,6 +105,7 @@ export interface BenchResult extends Partial<CaptureBench> {
   nodeLlamaCppError?: string;
   generation?: GenerationBench;
   probe?: ProbeBench;
+  srr?: SrrBench;
 }
 
 export async function ensureSyntheticModel(spec: string, log: (m: string) => void): Promise<string> {
@@ -343,6 +357,68 @@ async function benchProbe(model: Model, prompt: string, repeats: number, log: (m
   };
 }
 
+async function benchSrr(model: Model, prompt: string, repeats: number, log: (m: string) => void): Promise<SrrBench> {
+  const d = model.info.nEmbd;
+  const lists = 300;
+  const m = 16;
+  const epochs = 30;
+  // planted lists: safe candidates lean along one direction
+  let st = 7;
+  const rnd = () => ((st = (Math.imul(st, 1664525) + 1013904223) >>> 0) / 2 ** 32) * 2 - 1;
+  const mk = (): RankList => {
+    const u = Float32Array.from({ length: d }, rnd);
+    const v = new Float32Array(m * d);
+    const safe = new Uint8Array(m);
+    for (let i = 0; i < m; i++) {
+      safe[i] = i % 2;
+      for (let j = 0; j < d; j++) v[i * d + j] = rnd() + (j === 3 ? (safe[i] ? 3 : -3) : 0);
+    }
+    return { u, v, m, safe };
+  };
+  const train = Array.from({ length: lists }, mk);
+  log(`srr: training on ${lists} lists x ${m} candidates x ${d}, ${epochs} epochs (full, then lite)`);
+  const timeTrain = (lite: boolean) => {
+    const { config, params } = initRanker({ d, lite }, 1);
+    const t0 = performance.now();
+    trainRanker(config, params, train, { epochs, seed: 1 });
+    return (performance.now() - t0) / 1000;
+  };
+  const fullTrainSeconds = timeTrain(false);
+  const liteTrainSeconds = timeTrain(true);
+  log(`  full ${fullTrainSeconds.toFixed(1)} s, lite ${liteTrainSeconds.toFixed(1)} s`);
+  // best-of-N: ranking cost against the generation it ranks
+  const { ranker } = Ranker.fromLists(model, train.slice(0, 20), undefined, { layer: defaultRankerLayer(model.info.nLayer), epochs: 1 });
+  const n = 4;
+  const maxTokens = 32;
+  const gen = { n, maxTokens, temperature: 0.8, seed: 1, ignoreEos: true };
+  const rankMs: number[] = [];
+  const genMs: number[] = [];
+  const t = await measure(
+    {
+      plain: () => model.generate(prompt, { ...gen, chat: ranker.chatOption() }),
+      safest: async () => {
+        const r = await ranker.generateSafest(model, prompt, gen);
+        rankMs.push(r.rankMs);
+        genMs.push(r.timings.totalMs);
+      },
+    },
+    repeats,
+    log,
+  );
+  const rank = median(rankMs.slice(1));
+  const generateMs = median(genMs.slice(1));
+  return {
+    lists,
+    candidates: m,
+    d,
+    epochs,
+    fullTrainSeconds,
+    liteTrainSeconds,
+    bestOfN: { n, maxTokens, generateMs, rankMs: rank, rankOverhead: rank / generateMs, plainGenerateMs: t.plain * 1000, totalOverhead: t.safest / t.plain - 1 },
+    targets: { rankOverheadUnder1pct: rank / generateMs < 0.01 },
+  };
+}
+
 export async function runBench(opts: BenchOptions = {}): Promise<BenchResult> {
   const log = opts.log ?? (() => undefined);
   const synthetic = !opts.modelPath;
@@ -365,10 +441,11 @@ export async function runBench(opts: BenchOptions = {}): Promise<BenchResult> {
     log(`node-llama-cpp unavailable: ${nlcError}`);
   }
   try {
-    const want = (k: "capture" | "generate" | "probe") => !opts.only || opts.only === k;
+    const want = (k: "capture" | "generate" | "probe" | "srr") => !opts.only || opts.only === k;
     const capture = want("capture") ? await benchCapture(model, texts, nlc, repeats, log) : {};
     const generation = want("generate") ? await benchGeneration(model, texts[0], opts.genTokens ?? 64, nlc, genRepeats, log) : undefined;
     const probe = want("probe") ? await benchProbe(model, texts[0], genRepeats, log) : undefined;
+    const srr = want("srr") ? await benchSrr(model, texts[0], genRepeats, log) : undefined;
     return {
       machine: {
         cpu: os.cpus()[0]?.model ?? "unknown",
@@ -385,6 +462,7 @@ export async function runBench(opts: BenchOptions = {}): Promise<BenchResult> {
       ...(nlcError ? { nodeLlamaCppError: nlcError } : {}),
       ...(generation ? { generation } : {}),
       ...(probe ? { probe } : {}),
+      ...(srr ? { srr } : {}),
     };
   } finally {
     if (nlc) await nlc.dispose();
@@ -444,6 +522,19 @@ export function formatBench(r: BenchResult): string {
       `| train mlp (${p.mlpTrainSeconds.rows} rows, early stopping) | ${p.mlpTrainSeconds.seconds.toFixed(2)} s | |`,
       `| score one prompt's features: logreg / lpm / mlp | ${p.scoreOnePromptMs.logreg.toFixed(4)} / ${p.scoreOnePromptMs.lpm.toFixed(4)} / ${p.scoreOnePromptMs.mlp.toFixed(4)} ms | < 0.1 ms ${met(p.targets.scoreUnder0_1ms)} |`,
       `| guarded generation vs plain (${p.guard.maxTokens} tokens) | ${p.guard.guardedMs.toFixed(0)} vs ${p.guard.plainMs.toFixed(0)} ms: ${(p.guard.overhead * 100).toFixed(2)}% | < 2% ${met(p.targets.guardOverheadUnder2pct)} |`,
+    );
+  }
+  const q = r.srr;
+  if (q) {
+    lines.push(
+      "",
+      `safety representation ranking: ${q.lists} lists x ${q.candidates} candidates x ${q.d}, ${q.epochs} epochs`,
+      `| srr job | measured | target |`,
+      `|---|---:|---|`,
+      `| train the full ranker (encoder layer) | ${q.fullTrainSeconds.toFixed(1)} s (${((q.fullTrainSeconds / q.epochs) * 1000).toFixed(0)} ms/epoch) | |`,
+      `| train the lite ranker (projection + cosine) | ${q.liteTrainSeconds.toFixed(1)} s | |`,
+      `| best-of-${q.bestOfN.n}: ranking vs its generation (${q.bestOfN.maxTokens} tokens) | ${q.bestOfN.rankMs.toFixed(2)} vs ${q.bestOfN.generateMs.toFixed(0)} ms: ${(q.bestOfN.rankOverhead * 100).toFixed(3)}% | < 1% ${met(q.targets.rankOverheadUnder1pct)} |`,
+      `| best-of-${q.bestOfN.n} in all vs plain n=${q.bestOfN.n} generation (capture + final decode step + ranking) | ${(q.bestOfN.totalOverhead * 100).toFixed(1)}% | |`,
     );
   }
   return lines.join("\n");

@@ -27,7 +27,7 @@ Usage:
   safety-lens generate [--model PATH] --prompt TEXT [--n 4] [--max-tokens 64] [--temperature 0.8]
                       [--top-p 0.95] [--top-k 40] [--min-p 0.05] [--seed 1] [--stop S]... [--chat]
                       [--layers 6,final [--response last|mean]] [--json]
-  safety-lens bench   [--model PATH | --synthetic 24x896] [--texts N] [--only capture|generate|probe] [--json]
+  safety-lens bench   [--model PATH | --synthetic 24x896] [--texts N] [--only capture|generate|probe|srr] [--json]
   safety-lens train-probe --data FILE.jsonl... [--method logreg|mlp|lpm|mlpm] [--layer N | --layers a,b]
                       [--threshold 0.5|best-f1|fpr:0.05] [--seed 1] [--out probe.json] [--json]
   safety-lens eval-probe --probe probe.json --data FILE.jsonl... [--split test|all] [--baseline prompted] [--json]
@@ -256,8 +256,8 @@ async function cmdBench(argv: string[]): Promise<void> {
   });
   const { runBench, formatBench } = await import("./bench");
   if (values.model && values.synthetic) throw new UsageError("use --model or --synthetic, not both");
-  if (values.only !== undefined && values.only !== "capture" && values.only !== "generate" && values.only !== "probe") {
-    throw new UsageError(`--only must be capture, generate or probe, got ${JSON.stringify(values.only)}`);
+  if (values.only !== undefined && !["capture", "generate", "probe", "srr"].includes(values.only)) {
+    throw new UsageError(`--only must be capture, generate, probe or srr, got ${JSON.stringify(values.only)}`);
   }
   const result = await runBench({
     modelPath: values.model,
@@ -265,7 +265,7 @@ async function cmdBench(argv: string[]): Promise<void> {
     texts: intOption(values.texts, "texts"),
     repeats: intOption(values.repeats, "repeats"),
     threads: intOption(values.threads, "threads"),
-    only: values.only as "capture" | "generate" | "probe" | undefined,
+    only: values.only as "capture" | "generate" | "probe" | "srr" | undefined,
     log: values.json ? () => undefined : (m: string) => process.stderr.write(`${m}\n`),
   });
   print(values.json, result, formatBench(result));
