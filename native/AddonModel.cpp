@@ -15,15 +15,6 @@ std::string MetaString(const llama_model* model, const char* key) {
   return std::string(buf.data());
 }
 
-std::string TokenPiece(const llama_vocab* vocab, llama_token tok, bool special) {
-  char small[64];
-  int32_t n = L.llama_token_to_piece(vocab, tok, small, sizeof(small), 0, special);
-  if (n >= 0) return std::string(small, n);
-  std::vector<char> buf(-n);
-  n = L.llama_token_to_piece(vocab, tok, buf.data(), buf.size(), 0, special);
-  return n > 0 ? std::string(buf.data(), n) : std::string();
-}
-
 class ModelLoadWorker : public Napi::AsyncWorker {
  public:
   ModelLoadWorker(Napi::Env env, AddonModel* target)
@@ -146,9 +137,9 @@ Napi::Value AddonModel::Info(const Napi::CallbackInfo& info) {
   const char* tmpl = L.llama_model_chat_template(model, nullptr);
   o.Set("chatTemplate", tmpl ? Napi::Value(Napi::String::New(env, tmpl)) : env.Null());
   llama_token bos = L.llama_vocab_bos(vocab), eos = L.llama_vocab_eos(vocab), eot = L.llama_vocab_eot(vocab);
-  o.Set("bosToken", bos >= 0 ? Napi::Value(Napi::String::New(env, TokenPiece(vocab, bos, true))) : env.Null());
-  o.Set("eosToken", eos >= 0 ? Napi::Value(Napi::String::New(env, TokenPiece(vocab, eos, true))) : env.Null());
-  o.Set("eotToken", eot >= 0 ? Napi::Value(Napi::String::New(env, TokenPiece(vocab, eot, true))) : env.Null());
+  o.Set("bosToken", bos >= 0 ? Napi::Value(Napi::String::New(env, LlamaTokenPiece(vocab, bos, true))) : env.Null());
+  o.Set("eosToken", eos >= 0 ? Napi::Value(Napi::String::New(env, LlamaTokenPiece(vocab, eos, true))) : env.Null());
+  o.Set("eotToken", eot >= 0 ? Napi::Value(Napi::String::New(env, LlamaTokenPiece(vocab, eot, true))) : env.Null());
   o.Set("addBos", L.llama_vocab_get_add_bos(vocab));
   o.Set("addEos", L.llama_vocab_get_add_eos(vocab));
   return o;
@@ -188,7 +179,7 @@ Napi::Value AddonModel::Detokenize(const Napi::CallbackInfo& info) {
   std::string out;
   for (size_t i = 0; i < toks.ElementLength(); i++) {
     if (toks[i] < 0 || toks[i] >= nVocab) throw Napi::RangeError::New(env, "token id out of range");
-    out += TokenPiece(vocab, toks[i], special);
+    out += LlamaTokenPiece(vocab, toks[i], special);
   }
   return Napi::String::New(env, out);
 }

@@ -12,14 +12,6 @@ double Num(Napi::Object o, const char* key, double def) {
   return o.Has(key) && o.Get(key).IsNumber() ? o.Get(key).As<Napi::Number>().DoubleValue() : def;
 }
 
-std::string Piece(const llama_vocab* vocab, llama_token tok) {
-  char small[128];
-  int32_t n = L.llama_token_to_piece(vocab, tok, small, sizeof(small), 0, false);
-  if (n >= 0) return std::string(small, n);
-  std::vector<char> buf(-n);
-  n = L.llama_token_to_piece(vocab, tok, buf.data(), buf.size(), 0, false);
-  return n > 0 ? std::string(buf.data(), n) : std::string();
-}
 }  // namespace
 
 // request: { n, maxTokens, temperature, topK, topP, minP, seed, stop: string[], ignoreEos,
@@ -139,7 +131,7 @@ void GenerateWorker::Execute(const ExecutionProgress& progress) {
         continue;
       }
       c.tokens.push_back(tok);
-      std::string piece = Piece(vocab, tok);
+      std::string piece = LlamaTokenPiece(vocab, tok, false);
       const size_t before = c.text.size();
       c.text += piece;
       GenerateEvent ev{static_cast<int32_t>(ci), tok, piece};

@@ -175,3 +175,12 @@ std::string LlamaLogLastErrors() {
   }
   return out;
 }
+
+std::string LlamaTokenPiece(const llama_vocab* vocab, llama_token token, bool special) {
+  char small[128];
+  int32_t n = L.llama_token_to_piece(vocab, token, small, sizeof(small), 0, special);
+  if (n >= 0) return std::string(small, n);
+  std::vector<char> buf(-n);
+  n = L.llama_token_to_piece(vocab, token, buf.data(), buf.size(), 0, special);
+  return n > 0 ? std::string(buf.data(), n) : std::string();
+}

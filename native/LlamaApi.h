@@ -110,6 +110,9 @@ const std::vector<std::string>& LlamaApiLibraries();
 // registry name, or false with the loader's message (e.g. a missing libcudart).
 bool LlamaApiLoadBackend(const std::string& path, std::string& regName, std::string& err);
 
+// A token's text (raw bytes; UTF-8 may be split across tokens).
+std::string LlamaTokenPiece(const llama_vocab* vocab, llama_token token, bool special);
+
 // llama.cpp's log: by default kept, not printed (SAFETY_LENS_LOG=1 prints it to
 // stderr). The last error/warning lines are attached to error messages.
 void LlamaLogClear();

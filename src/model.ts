@@ -8,7 +8,6 @@
  * Every option is checked here, with exact TypeError/RangeError messages, before
  * anything crosses into C++ (src/native.ts, native/).
  */
-import * as fs from "node:fs";
 import * as path from "node:path";
 
 import { ChatMessage, isChatMessages, renderChat } from "./chat";
@@ -444,13 +443,9 @@ export class Model {
       { tokens: prepared.tokens, offsets: prepared.offsets, layers: codes, pool: POOLS[pool], outputs, earlyExit: options.earlyExit ?? true },
       onProgress ? (textsDone, tokensDone) => onProgress({ textsDone, texts: count, tokensDone, tokens: totalTokens }) : undefined,
     );
-    this.running = run;
     try {
-      await run;
-    } catch (e) {
-      throw mapNativeError(e, callSite);
+      await this.exclusive(callSite, run);
     } finally {
-      this.running = null;
       signal?.removeEventListener("abort", onAbort);
     }
     const tokenCounts = new Uint32Array(count);
@@ -468,6 +463,18 @@ export class Model {
       if (len > this.info.contextSize) throw new InputError("TEXT_TOO_LONG", `texts[${i}] has ${len} tokens but the context holds ${this.info.contextSize}`);
     }
     return p;
+  }
+
+  /** Runs one native job as the model's only job, mapping its rejection to a typed error with the caller's stack. */
+  private async exclusive<T>(callSite: Error, job: Promise<T>): Promise<T> {
+    this.running = job;
+    try {
+      return await job;
+    } catch (e) {
+      throw mapNativeError(e, callSite);
+    } finally {
+      this.running = null;
+    }
   }
 
   private async extraContext(kind: "embeddings" | "plain"): Promise<NativeContext> {
@@ -500,15 +507,7 @@ export class Model {
     this.checkUsable();
     const prepared = isPrepared(inputs) ? this.checkPrepared(inputs) : this.prepare(inputs, options);
     const out = new Float32Array((prepared.offsets.length - 1) * this.info.nEmbd);
-    const run = this.extraContext("embeddings").then((c) => c.decode({ tokens: prepared.tokens, offsets: prepared.offsets, embeddings: out }));
-    this.running = run;
-    try {
-      await run;
-    } catch (e) {
-      throw mapNativeError(e, callSite);
-    } finally {
-      this.running = null;
-    }
+    await this.exclusive(callSite, this.extraContext("embeddings").then((c) => c.decode({ tokens: prepared.tokens, offsets: prepared.offsets, embeddings: out })));
     return out;
   }
 
@@ -520,16 +519,8 @@ export class Model {
     const callSite = new Error();
     this.checkUsable();
     const prepared = isPrepared(inputs) ? this.checkPrepared(inputs) : this.prepare(inputs, options);
-    const run = this.extraContext("plain").then((c) => c.decode({ tokens: prepared.tokens, offsets: prepared.offsets }));
-    this.running = run;
-    try {
-      const r = await run;
-      return { tokens: prepared.tokens.length, decodeMs: r.decodeMs };
-    } catch (e) {
-      throw mapNativeError(e, callSite);
-    } finally {
-      this.running = null;
-    }
+    const r = await this.exclusive(callSite, this.extraContext("plain").then((c) => c.decode({ tokens: prepared.tokens, offsets: prepared.offsets })));
+    return { tokens: prepared.tokens.length, decodeMs: r.decodeMs };
   }
 
   /**
@@ -681,17 +672,10 @@ export class Model {
     tokenIds.forEach((t, i) => checkInt(`tokenIds[${i}]`, t, 0, this.info.nVocab - 1));
     const prepared = isPrepared(inputs) ? this.checkPrepared(inputs) : this.prepare(inputs, options);
     const out = new Float32Array((prepared.offsets.length - 1) * tokenIds.length);
-    const run = this.extraContext("plain").then((c) =>
-      c.decode({ tokens: prepared.tokens, offsets: prepared.offsets, logitTokens: Int32Array.from(tokenIds), logits: out }),
+    await this.exclusive(
+      callSite,
+      this.extraContext("plain").then((c) => c.decode({ tokens: prepared.tokens, offsets: prepared.offsets, logitTokens: Int32Array.from(tokenIds), logits: out })),
     );
-    this.running = run;
-    try {
-      await run;
-    } catch (e) {
-      throw mapNativeError(e, callSite);
-    } finally {
-      this.running = null;
-    }
     return out;
   }
 
@@ -731,15 +715,7 @@ export class Model {
     const tokens = new Int32Array(offsets[pairs.length]);
     seqs.forEach((t, i) => tokens.set(t, offsets[i]));
     const sum = new Float64Array(pairs.length);
-    const run = this.extraContext("plain").then((c) => c.decode({ tokens, offsets, scoreFrom, logprobs: sum }));
-    this.running = run;
-    try {
-      await run;
-    } catch (e) {
-      throw mapNativeError(e, callSite);
-    } finally {
-      this.running = null;
-    }
+    await this.exclusive(callSite, this.extraContext("plain").then((c) => c.decode({ tokens, offsets, scoreFrom, logprobs: sum })));
     return { sum, mean: sum.map((v, i) => v / counts[i]), tokens: counts };
   }
 
@@ -780,13 +756,4 @@ function isPrepared(v: unknown): v is PreparedTexts {
 /** Loads a GGUF model (default: the embedded stories260K) for capture. */
 export function loadModel(options: LoadModelOptions = {}): Promise<Model> {
   return Model.load(options);
-}
-
-/** True when a file exists at p (for CLI messages). */
-export function fileExists(p: string): boolean {
-  try {
-    return fs.statSync(p).isFile();
-  } catch {
-    return false;
-  }
 }

@@ -7,10 +7,9 @@
  * how prompts were rendered, standardisation, weights, threshold, a training
  * summary and the fingerprint of the model it was trained on.
  */
-import { promises as fsp } from "node:fs";
-import * as path from "node:path";
 
 import { ProbeFileError } from "../errors";
+import { readJsonFile, writeJsonFile } from "../jsonfile";
 import type { LayerSpec, Model } from "../model";
 import "./kernels";
 import {
@@ -228,26 +227,12 @@ export class Probe {
   }
 
   async save(file: string): Promise<void> {
-    const tmp = `${file}.${process.pid}.tmp`;
-    await fsp.writeFile(tmp, `${JSON.stringify(this.toJSON())}\n`);
-    await fsp.rename(tmp, file);
+    await writeJsonFile(file, this.toJSON());
   }
 
   /** Reads and validates a probe file; with a model, also checks it was trained on that model. */
   static async load(file: string, model?: Pick<Model, "info">): Promise<Probe> {
-    let text: string;
-    try {
-      text = await fsp.readFile(file, "utf8");
-    } catch (e) {
-      const code = (e as NodeJS.ErrnoException).code;
-      throw new ProbeFileError("PROBE_INVALID", file, code === "ENOENT" ? "probe file not found" : `cannot read the probe file (${code})`);
-    }
-    let json: unknown;
-    try {
-      json = JSON.parse(text);
-    } catch (e) {
-      throw new ProbeFileError("PROBE_INVALID", file, `not valid JSON (${(e as Error).message})`);
-    }
+    const json = await readJsonFile(file, "probe");
     const probe = Probe.fromJSON(json, file);
     if (model) probe.checkModel(model, file);
     return probe;
@@ -327,10 +312,6 @@ export class Probe {
     const modelInfo = { fingerprint: m.fingerprint as string, name: String(m.name ?? ""), arch: String(m.arch ?? ""), nLayer, nEmbd };
     const training = o.training && typeof o.training === "object" ? (o.training as Record<string, unknown>) : {};
     return new Probe(method, layers, { ...input }, weights, threshold, String(o.thresholdRule ?? threshold), modelInfo, training);
-  }
-
-  static async fromFile(file: string, model?: Pick<Model, "info">): Promise<Probe> {
-    return Probe.load(path.resolve(file), model);
   }
 }
 

@@ -10,9 +10,9 @@
  * A ranker file is JSON data: format and version, config, weights, layer, input
  * rendering and the model's fingerprint.
  */
-import { promises as fsp } from "node:fs";
 
 import { ProbeFileError } from "../errors";
+import { readJsonFile, writeJsonFile } from "../jsonfile";
 import type { GenerateOptions, GenerateResult, GenerationCandidate } from "../generate";
 import type { CaptureInput, LayerSpec, Model } from "../model";
 import { DEFAULT_PROBE_INPUT, ProbeInput } from "../probe/probe";
@@ -190,25 +190,11 @@ export class Ranker {
   }
 
   async save(file: string): Promise<void> {
-    const tmp = `${file}.${process.pid}.tmp`;
-    await fsp.writeFile(tmp, `${JSON.stringify(this.toJSON())}\n`);
-    await fsp.rename(tmp, file);
+    await writeJsonFile(file, this.toJSON());
   }
 
   static async load(file: string, model?: Pick<Model, "info">): Promise<Ranker> {
-    let text: string;
-    try {
-      text = await fsp.readFile(file, "utf8");
-    } catch (e) {
-      const code = (e as NodeJS.ErrnoException).code;
-      throw new ProbeFileError("PROBE_INVALID", file, code === "ENOENT" ? "ranker file not found" : `cannot read the ranker file (${code})`);
-    }
-    let json: unknown;
-    try {
-      json = JSON.parse(text);
-    } catch (e) {
-      throw new ProbeFileError("PROBE_INVALID", file, `not valid JSON (${(e as Error).message})`);
-    }
+    const json = await readJsonFile(file, "ranker");
     const r = Ranker.fromJSON(json, file);
     if (model) r.checkModel(model, file);
     return r;
