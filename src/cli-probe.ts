@@ -137,7 +137,7 @@ export async function cmdEvalProbe(argv: string[]): Promise<void> {
     const value: Record<string, unknown> = { ...r.overall, perSource: r.perSource };
     const lines = [`${values.probe} (${probe.method}, layer(s) ${probe.layers.join(",")}) on the ${values.split} split:`, metricsLine(r.overall), perSourceTable(r.perSource)];
     if (values.baseline === "prompted") {
-      const { records, splits } = await loadAndSplit(data);
+      const { records, splits } = await loadAndSplit({ ...data, input: probe.input }, model);
       const use = values.split === "all" ? records : splits.test;
       const scores = await promptedScores(model, use.map((x) => x.text));
       const labels = Uint8Array.from(use.map((x) => x.label));

@@ -81,7 +81,7 @@ export async function runDemo(opts: LoadModelOptions & { json?: boolean; input?:
     DEMO_EXAMPLES.forEach((p, i) => say(`   ${verdicts[i].unsafe ? "UNSAFE" : "safe  "} ${verdicts[i].score.toFixed(3)}  ${p}`));
 
     // 5. guard, on held-out prompts: the first unsafe one the probe flags and the first safe one it passes
-    const { splits } = await loadAndSplit({ files: [input], seed: 1 });
+    const { splits } = await loadAndSplit({ files: [input], seed: 1 }, model);
     const heldOut = splits.test;
     const heldScores = await tr.probe.score(model, heldOut.map((r) => r.text));
     const pick = (label: 0 | 1) => heldOut.findIndex((r, i) => r.label === label && (heldScores[i] >= tr.probe.threshold) === (label === 1));

@@ -35,6 +35,17 @@ describe("probe pipelines on the embedded model and the sample prompts", () => {
     expect(ev.overall).toEqual(t);
   });
 
+  test("prompts longer than the context are skipped and reported", async () => {
+    const fs = await import("node:fs");
+    const file = path.join(tmpDir(), "long.jsonl");
+    const long = "Tell me a very long story about dragons and castles. ".repeat(200);
+    fs.writeFileSync(file, fs.readFileSync(SAMPLES, "utf8") + JSON.stringify({ id: "long-1", text: long, label: "safe", source: "long" }) + "\n");
+    const logs: string[] = [];
+    const r = await trainProbe(model, { files: [file], method: "lpm", layers: [3], cacheDir: null, onLog: (m) => logs.push(m) });
+    expect(logs).toContain("skipped 1 prompt(s) longer than the context (2048 tokens)");
+    expect(r.test.overall.n).toBeGreaterThan(0);
+  });
+
   test("sweep: one row per layer and final; the best layer is chosen on validation", async () => {
     const r = await sweepLayers(model, { files: [SAMPLES], cacheDir: tmpDir(), method: "lpm" });
     expect(r.rows.map((x) => x.layer)).toEqual([0, 1, 2, 3, 4, "final"]);

@@ -66,8 +66,19 @@ export function subset(f: Features, rows: readonly number[]): Features {
   return { data: out, rows: rows.length, cols: f.cols };
 }
 
-export async function loadAndSplit(opts: DataOptions) {
-  const { records, stats } = await loadPromptFiles(opts.files, { limitPerFile: opts.limitPerFile });
+/** Drops prompts that do not fit the model's context once rendered (reported, never silent). */
+export function fitContext(model: Model, records: PromptRecord[], input: ProbeInput, onLog?: (m: string) => void): PromptRecord[] {
+  const chat = chatOption(input);
+  const limit = model.info.contextSize;
+  const kept = records.filter((r) => model.tokenize(r.text, { chat }).length <= limit);
+  if (kept.length < records.length) onLog?.(`skipped ${records.length - kept.length} prompt(s) longer than the context (${limit} tokens)`);
+  return kept;
+}
+
+export async function loadAndSplit(opts: DataOptions, model?: Model) {
+  const loaded = await loadPromptFiles(opts.files, { limitPerFile: opts.limitPerFile });
+  const stats = loaded.stats;
+  const records = model ? fitContext(model, loaded.records, opts.input ?? DEFAULT_PROBE_INPUT, opts.onLog) : loaded.records;
   const splits = splitRecords(records, { seed: opts.seed ?? 1, fractions: opts.fractions ?? [0.7, 0.15, 0.15] });
   opts.onLog?.(
     `data: ${records.length} prompts (${records.filter((r) => r.label === 1).length} unsafe) from ${opts.files.length} file(s); ` +
@@ -99,7 +110,7 @@ export async function trainProbe(model: Model, o: TrainProbeOptions): Promise<{ 
   const input = o.input ?? DEFAULT_PROBE_INPUT;
   const layers = o.layers ?? (o.method === "mlpm" ? Array.from({ length: model.info.nLayer }, (_, i) => i) : [Math.floor(model.info.nLayer / 2)]);
   model.resolveLayers(layers);
-  const { splits } = await loadAndSplit(o);
+  const { splits } = await loadAndSplit(o, model);
   const all = [...splits.train, ...splits.val, ...splits.test];
   const fs = await featuresFor(model, all, layers, { input, cacheDir: o.cacheDir, onLog: o.onLog, signal: o.signal });
   const nTrain = splits.train.length;
@@ -141,7 +152,7 @@ export async function trainProbe(model: Model, o: TrainProbeOptions): Promise<{ 
 /** Scores a probe on labelled files: the test split of the same split, or every record (split "all"). */
 export async function evaluateProbe(model: Model, probe: Probe, o: DataOptions & { split?: "test" | "all" }): Promise<Evaluation & { n: number }> {
   probe.checkModel(model);
-  const { records, splits } = await loadAndSplit(o);
+  const { records, splits } = await loadAndSplit({ ...o, input: probe.input }, model);
   const use = o.split === "all" ? records : splits.test;
   if (use.length === 0) throw new RangeError("no records to evaluate");
   const fs = await featuresFor(model, use, [...probe.layers], { input: probe.input, cacheDir: o.cacheDir, onLog: o.onLog, signal: o.signal });
@@ -164,7 +175,7 @@ export async function sweepLayers(
   const method = o.method ?? "lpm";
   const input = o.input ?? DEFAULT_PROBE_INPUT;
   const layers: LayerSpec[] = [...Array.from({ length: model.info.nLayer }, (_, i) => i), "final"];
-  const { splits } = await loadAndSplit(o);
+  const { splits } = await loadAndSplit(o, model);
   const all = [...splits.train, ...splits.val, ...splits.test];
   const fs = await featuresFor(model, all, layers, { input, cacheDir: o.cacheDir, onLog: o.onLog, signal: o.signal });
   const nTrain = splits.train.length;
