@@ -125,7 +125,7 @@ export function sweepChartSvg(rows: readonly SweepChartRow[], opts: SweepChartOp
     out.push(`<line x1="${xx}" y1="${num(m.top)}" x2="${xx}" y2="${num(m.top + plotH)}" stroke="${BEST_COLOR}" stroke-width="1.5" stroke-dasharray="4 3"/>`);
     out.push(`<circle cx="${xx}" cy="${num(y(r.f1))}" r="7" fill="none" stroke="${BEST_COLOR}" stroke-width="2"/>`);
     out.push(
-      `<text x="${num(x(best) + dx)}" y="${num(m.top + 12)}" text-anchor="${anchor}" fill="${BEST_COLOR}">` +
+      `<text x="${num(x(best) + dx)}" y="${num(m.top + plotH - 10)}" text-anchor="${anchor}" fill="${BEST_COLOR}">` +
         `${escapeXml(`best: layer ${label(r.layer)} (F1 ${fmt(r.f1)}, AUROC ${fmt(r.auroc)})`)}</text>`,
     );
     out.push(`</g>`);
