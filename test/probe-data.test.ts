@@ -74,7 +74,7 @@ describe("loadPromptFiles", () => {
     ["blank text", '{"text": "  \\t ", "label": "safe"}', "text must be a non-empty string, got only whitespace"],
     ["numeric text", '{"text": 5, "label": "safe"}', "text must be a non-empty string, got 5"],
     ["object id", '{"id": {}, "text": "hi", "label": "safe"}', "id must be a non-empty string or a number, got an object"],
-    ["array source", '{"text": "hi", "label": "safe", "source": []}', "source must be a string, got an array"],
+    ["array source", '{"text": "hi", "label": "safe", "source": []}', "source must be a string, got an empty array"],
     ["invalid JSON", '{"text": "hi", "label": ', "invalid JSON: "],
     ["not an object", '["hi", "safe"]', "expected a JSON object, got an array"],
   ])("malformed line (%s) names file and line", async (name, bad, detail) => {

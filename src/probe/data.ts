@@ -39,14 +39,16 @@ export interface LoadPromptOptions {
   signal?: AbortSignal;
 }
 
-function describe(v: unknown): string {
+/** A short description of a bad value for data error messages. */
+export function describe(v: unknown): string {
+  if (v === undefined) return "nothing";
   if (v === null) return "null";
   if (typeof v === "string") {
     if (v.length === 0) return "an empty string";
     if (v.trim().length === 0) return "only whitespace";
     return JSON.stringify(v.length > 40 ? `${v.slice(0, 40)}…` : v);
   }
-  if (Array.isArray(v)) return "an array";
+  if (Array.isArray(v)) return v.length === 0 ? "an empty array" : "an array";
   if (typeof v === "object") return "an object";
   return String(v);
 }
@@ -67,6 +69,15 @@ function parseRecord(file: string, base: string, line: number, value: Record<str
   if (label !== "safe" && label !== "unsafe") {
     throw new DataFormatError(file, line, `label must be "safe" or "unsafe", got ${describe(label)}`);
   }
+  const { id, source } = recordIdAndSource(value, file, line, base);
+  return { id, text, label: label === "unsafe" ? 1 : 0, source, file, line };
+}
+
+/**
+ * A record's `id` (string or number; default `<basename>:<line>`) and `source`
+ * (default the file's basename), shared by the prompt and response-list loaders.
+ */
+export function recordIdAndSource(value: Record<string, unknown>, file: string, line: number, base: string): { id: string; source: string } {
   const rawId = value.id;
   let id: string;
   if (rawId === undefined || rawId === null) id = `${base}:${line}`;
@@ -77,7 +88,7 @@ function parseRecord(file: string, base: string, line: number, value: Record<str
   if (rawSource === undefined || rawSource === null || rawSource === "") source = base;
   else if (typeof rawSource === "string") source = rawSource;
   else throw new DataFormatError(file, line, `source must be a string, got ${describe(rawSource)}`);
-  return { id, text, label: label === "unsafe" ? 1 : 0, source, file, line };
+  return { id, source };
 }
 
 /**

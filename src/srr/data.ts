@@ -14,7 +14,7 @@ import { createHash } from "node:crypto";
 import { basename } from "node:path";
 import { DataFormatError } from "../errors";
 import { readJsonl } from "../jsonl";
-import { normalizeText, type SplitOptions, type Splits } from "../probe/data";
+import { describe, normalizeText, recordIdAndSource, type SplitOptions, type Splits } from "../probe/data";
 
 export interface RankCandidate {
   /** The response text (truncated when `maxChars` was given). */
@@ -77,19 +77,6 @@ export interface LoadResponseStats {
   perSource: Record<string, number>;
 }
 
-function describe(v: unknown): string {
-  if (v === undefined) return "nothing";
-  if (v === null) return "null";
-  if (typeof v === "string") {
-    if (v.length === 0) return "an empty string";
-    if (v.trim().length === 0) return "only whitespace";
-    return JSON.stringify(v.length > 40 ? `${v.slice(0, 40)}…` : v);
-  }
-  if (Array.isArray(v)) return v.length === 0 ? "an empty array" : "an array";
-  if (typeof v === "object") return "an object";
-  return String(v);
-}
-
 function checkPositiveInt(name: string, v: number | undefined): void {
   if (v !== undefined && (!Number.isInteger(v) || v < 1)) {
     throw new RangeError(`${name} must be a positive integer, got ${String(v)}`);
@@ -140,16 +127,7 @@ function parseList(file: string, base: string, line: number, value: Record<strin
     }
     return { text, safe: label === "safe" };
   });
-  const rawId = value.id;
-  let id: string;
-  if (rawId === undefined || rawId === null) id = `${base}:${line}`;
-  else if (typeof rawId === "number" || (typeof rawId === "string" && rawId.length > 0)) id = String(rawId);
-  else throw new DataFormatError(file, line, `id must be a non-empty string or a number, got ${describe(rawId)}`);
-  const rawSource = value.source;
-  let source: string;
-  if (rawSource === undefined || rawSource === null || rawSource === "") source = base;
-  else if (typeof rawSource === "string") source = rawSource;
-  else throw new DataFormatError(file, line, `source must be a string, got ${describe(rawSource)}`);
+  const { id, source } = recordIdAndSource(value, file, line, base);
   return { id, prompt, source, candidates };
 }
 
