@@ -47,6 +47,29 @@ describe("Probe", () => {
     });
   }
 
+  test("scoring with standardisation folded into the weights equals standardise-then-score from the saved weights", () => {
+    const tr = planted(600, 12);
+    for (const method of ["logreg", "mlp"] as const) {
+      const probe = Probe.train({ method, layers: [2], train: { features: [tr.X], labels: tr.y }, model });
+      const j = probe.toJSON() as { weights: Record<string, unknown> };
+      const w = j.weights as { standardizer: { mean: number[]; std: number[] }; w?: number[]; b?: number; hidden?: number; w1?: number[]; b1?: number[]; w2?: number[]; b2?: number };
+      for (let r = 0; r < 20; r++) {
+        const x = tr.X.data.subarray(r * 64, (r + 1) * 64);
+        const z = Array.from(x, (v, k) => (v - w.standardizer.mean[k]) / w.standardizer.std[k]);
+        let logit: number;
+        if (method === "logreg") logit = z.reduce((a, v, k) => a + v * w.w![k], w.b!);
+        else {
+          logit = w.b2!;
+          for (let u = 0; u < w.hidden!; u++) {
+            const a = z.reduce((acc, v, k) => acc + v * w.w1![u * 64 + k], w.b1![u]);
+            if (a > 0) logit += w.w2![u] * a;
+          }
+        }
+        expect(Math.abs(probe.scoreVectors([x]) - 1 / (1 + Math.exp(-logit)))).toBeLessThan(1e-5);
+      }
+    }
+  });
+
   test("mlpm combines layers", async () => {
     const a = planted(900, 3);
     const noise = planted(900, 4);

@@ -14,9 +14,6 @@ import type { LayerSpec, Model } from "../model";
 import "./kernels";
 import {
   fitStandardizer,
-  scoreLinear,
-  scoreLpm,
-  scoreMlp,
   scoreMlpm,
   standardize,
   trainLogreg,
@@ -70,7 +67,62 @@ function describeThreshold(rule: ThresholdRule): string {
   return typeof rule === "number" ? String(rule) : rule === "best-f1" ? "best-f1" : `fpr:${rule.fpr}`;
 }
 
+/** The scoring rule with standardisation folded in, on raw features: logit = w · x + b, or the MLP on x. */
+type Fused =
+  | { kind: "linear"; w: Float32Array; b: number }
+  | { kind: "mlp"; hidden: number; w1: Float32Array; b1: Float32Array; w2: Float32Array; b2: number }
+  | { kind: "mlpm" };
+
+function fuse(w: Weights): Fused {
+  if (w.kind === "lpm") return { kind: "linear", w: Float32Array.from(w.lpm.w), b: w.lpm.b };
+  if (w.kind === "mlpm") return { kind: "mlpm" };
+  const { mean, std } = w.standardizer;
+  const d = mean.length;
+  if (w.kind === "logreg") {
+    // w · ((x - mean) / std) + b = (w / std) · x + (b - Σ w mean / std)
+    const fw = new Float32Array(d);
+    let b = w.linear.b;
+    for (let j = 0; j < d; j++) {
+      fw[j] = w.linear.w[j] / std[j];
+      b -= (w.linear.w[j] * mean[j]) / std[j];
+    }
+    return { kind: "linear", w: fw, b };
+  }
+  const H = w.mlp.hidden;
+  const w1 = new Float32Array(H * d);
+  const b1 = new Float32Array(H);
+  for (let u = 0; u < H; u++) {
+    let bu = w.mlp.b1[u];
+    for (let j = 0; j < d; j++) {
+      const a = w.mlp.w1[u * d + j] / std[j];
+      w1[u * d + j] = a;
+      bu -= a * mean[j];
+    }
+    b1[u] = bu;
+  }
+  return { kind: "mlp", hidden: H, w1, b1, w2: Float32Array.from(w.mlp.w2), b2: w.mlp.b2 };
+}
+
+/** Σ a[aOff + k] x[k] over Float32Arrays only (one shape, so V8 keeps it fast). */
+function dot32(a: Float32Array, aOff: number, x: Float32Array, n: number): number {
+  let s0 = 0;
+  let s1 = 0;
+  let s2 = 0;
+  let s3 = 0;
+  let k = 0;
+  for (; k + 3 < n; k += 4) {
+    s0 += a[aOff + k] * x[k];
+    s1 += a[aOff + k + 1] * x[k + 1];
+    s2 += a[aOff + k + 2] * x[k + 2];
+    s3 += a[aOff + k + 3] * x[k + 3];
+  }
+  for (; k < n; k++) s0 += a[aOff + k] * x[k];
+  return s0 + s1 + s2 + s3;
+}
+
 export class Probe {
+  private fusedRule: Fused | null = null;
+
   private constructor(
     readonly method: ProbeMethod,
     readonly layers: readonly LayerSpec[],
@@ -147,15 +199,16 @@ export class Probe {
     if (vectors.length !== this.layers.length) throw new RangeError(`the probe reads ${this.layers.length} layer(s); got ${vectors.length} vectors`);
     const n = this.modelInfo.nEmbd;
     for (const v of vectors) if (v.length !== n) throw new RangeError(`expected vectors of ${n} values, got ${v.length}`);
-    const w = this.weights;
-    const logit =
-      w.kind === "logreg"
-        ? scoreLinear(w.linear, standardizeOne(vectors[0], w.standardizer))
-        : w.kind === "mlp"
-          ? scoreMlp(w.mlp, standardizeOne(vectors[0], w.standardizer))
-          : w.kind === "lpm"
-            ? scoreLpm(w.lpm, vectors[0])
-            : scoreMlpm(w.mlpm, vectors as Float32Array[]);
+    const f = (this.fusedRule ??= fuse(this.weights));
+    let logit: number;
+    if (f.kind === "linear") logit = dot32(f.w, 0, vectors[0], n) + f.b;
+    else if (f.kind === "mlp") {
+      logit = f.b2;
+      for (let u = 0; u < f.hidden; u++) {
+        const a = f.b1[u] + dot32(f.w1, u * n, vectors[0], n);
+        if (a > 0) logit += f.w2[u] * a;
+      }
+    } else logit = scoreMlpm((this.weights as { kind: "mlpm"; mlpm: MlpmModel }).mlpm, vectors as Float32Array[]);
     return sigmoid(logit);
   }
 
@@ -313,12 +366,6 @@ export class Probe {
     const training = o.training && typeof o.training === "object" ? (o.training as Record<string, unknown>) : {};
     return new Probe(method, layers, { ...input }, weights, threshold, String(o.thresholdRule ?? threshold), modelInfo, training);
   }
-}
-
-function standardizeOne(x: Float32Array, s: Standardizer): Float32Array {
-  const z = new Float32Array(x.length);
-  for (let i = 0; i < x.length; i++) z[i] = (x[i] - s.mean[i]) / s.std[i];
-  return z;
 }
 
 export function sigmoid(x: number): number {
