@@ -16,10 +16,11 @@
  * buffer), never the tensor data, and it bounds every count and length by what the file can hold,
  * so a corrupt file cannot make it allocate more than the file's own size.
  */
-import { createHash, randomBytes } from "node:crypto";
-import { open, rename, stat, unlink, type FileHandle } from "node:fs/promises";
+import { createHash } from "node:crypto";
+import { open, stat, type FileHandle } from "node:fs/promises";
 import { endianness } from "node:os";
 import { ModelLoadError } from "./errors";
+import { readFully, writeAll, writeFileAtomically } from "./fileio";
 
 // ---------------------------------------------------------------------------------------------
 // Types
@@ -331,15 +332,6 @@ async function openModelFile(path: string): Promise<{ fh: FileHandle; size: numb
 }
 
 /** Read exactly dst.length bytes at position, looping over short reads. */
-async function readFully(fh: FileHandle, dst: Uint8Array, position: number): Promise<number> {
-  let done = 0;
-  while (done < dst.length) {
-    const { bytesRead } = await fh.read(dst, done, dst.length - done, position + done);
-    if (bytesRead === 0) break;
-    done += bytesRead;
-  }
-  return done;
-}
 
 // ---------------------------------------------------------------------------------------------
 // Reader
@@ -1141,13 +1133,6 @@ function leBytes(a: Float32Array | Uint16Array): Uint8Array {
   return copy;
 }
 
-async function writeAll(fh: FileHandle, bytes: Uint8Array): Promise<void> {
-  let done = 0;
-  while (done < bytes.length) {
-    const { bytesWritten } = await fh.write(bytes, done, bytes.length - done);
-    done += bytesWritten;
-  }
-}
 
 /** Elements per write for float32 -> float16 conversion and for slicing large arrays. */
 const WRITE_CHUNK = 1 << 20;
@@ -1256,9 +1241,7 @@ export async function writeGguf(path: string, model: WriteGgufOptions): Promise<
   if (model.tensors.length > 0) w.pad(alignment);
   const dataOffset = w.len;
 
-  const tmp = `${path}.${process.pid}.${randomBytes(4).toString("hex")}.tmp`;
-  const fh = await open(tmp, "w");
-  try {
+  await writeFileAtomically(path, async (fh) => {
     await writeAll(fh, w.buf.subarray(0, w.len));
     const scratch = new Uint16Array(WRITE_CHUNK);
     const zeros = new Uint8Array(alignment);
@@ -1267,12 +1250,6 @@ export async function writeGguf(path: string, model: WriteGgufOptions): Promise<
       const pad = alignUp(layout[i].nbytes, alignment) - layout[i].nbytes;
       if (pad > 0) await writeAll(fh, zeros.subarray(0, pad));
     }
-    await fh.close();
-  } catch (err) {
-    await fh.close().catch(() => undefined);
-    await unlink(tmp).catch(() => undefined);
-    throw err;
-  }
-  await rename(tmp, path);
+  });
   return { fileSize: dataOffset + dataSize, dataOffset };
 }

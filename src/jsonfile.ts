@@ -2,6 +2,7 @@
 import { promises as fsp } from "node:fs";
 
 import { ProbeFileError } from "./errors";
+import { writeTextAtomically } from "./fileio";
 
 /** Reads and parses a JSON file; a missing, unreadable or invalid file is a ProbeFileError (PROBE_INVALID). */
 export async function readJsonFile(file: string, what: "probe" | "ranker"): Promise<unknown> {
@@ -20,8 +21,6 @@ export async function readJsonFile(file: string, what: "probe" | "ranker"): Prom
 }
 
 /** Writes JSON atomically (temporary file, then rename). */
-export async function writeJsonFile(file: string, value: unknown): Promise<void> {
-  const tmp = `${file}.${process.pid}.tmp`;
-  await fsp.writeFile(tmp, `${JSON.stringify(value)}\n`);
-  await fsp.rename(tmp, file);
+export function writeJsonFile(file: string, value: unknown): Promise<void> {
+  return writeTextAtomically(file, `${JSON.stringify(value)}\n`);
 }

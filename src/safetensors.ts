@@ -7,10 +7,10 @@
  * multiple of 8 and lay the tensors out contiguously in the order given, as the reference
  * implementation requires.
  */
-import { randomBytes } from "node:crypto";
-import { open, rename, stat, unlink, type FileHandle } from "node:fs/promises";
+import { open, stat } from "node:fs/promises";
 import { endianness } from "node:os";
 import { FileFormatError } from "./errors";
+import { readFully, writeAll, writeFileAtomically } from "./fileio";
 
 export interface SafetensorsTensor {
   name: string;
@@ -36,23 +36,6 @@ function little(bytes: Uint8Array): Uint8Array {
   return copy;
 }
 
-async function writeAll(fh: FileHandle, bytes: Uint8Array): Promise<void> {
-  for (let done = 0; done < bytes.length; ) {
-    const { bytesWritten } = await fh.write(bytes, done, bytes.length - done);
-    done += bytesWritten;
-  }
-}
-
-async function readFully(fh: FileHandle, dst: Uint8Array, position: number): Promise<number> {
-  let done = 0;
-  while (done < dst.length) {
-    const n = Math.min(IO_CHUNK, dst.length - done);
-    const { bytesRead } = await fh.read(dst, done, n, position + done);
-    if (bytesRead === 0) break;
-    done += bytesRead;
-  }
-  return done;
-}
 
 /**
  * Write F32 tensors to a safetensors file. Tensor bytes are written straight from each
@@ -91,21 +74,13 @@ export async function writeSafetensors(
   head.writeBigUInt64LE(BigInt(headerLen), 0);
   head.write(json, 8, "utf8");
 
-  const tmp = `${path}.${process.pid}.${randomBytes(4).toString("hex")}.tmp`;
-  const fh = await open(tmp, "w");
-  try {
+  await writeFileAtomically(path, async (fh) => {
     await writeAll(fh, head);
     for (const t of tensors) {
       const bytes = new Uint8Array(t.data.buffer, t.data.byteOffset, t.data.byteLength);
       for (let i = 0; i < bytes.length; i += IO_CHUNK) await writeAll(fh, little(bytes.subarray(i, i + IO_CHUNK)));
     }
-    await fh.close();
-  } catch (err) {
-    await fh.close().catch(() => undefined);
-    await unlink(tmp).catch(() => undefined);
-    throw err;
-  }
-  await rename(tmp, path);
+  });
 }
 
 interface HeaderEntry {

@@ -14,11 +14,12 @@
  * the call either: the features are returned and the problem is listed in `warnings`.
  */
 import { createHash, randomBytes } from "node:crypto";
-import { mkdir, readdir, readFile, rename, unlink, writeFile } from "node:fs/promises";
+import { mkdir, readdir, readFile, unlink } from "node:fs/promises";
 import { homedir } from "node:os";
 import { join } from "node:path";
 import type { CaptureProgressInfo, ChatOptions, LayerSpec, Model } from "../model";
 import { AbortError } from "../errors";
+import { writeTextAtomically } from "../fileio";
 import { readSafetensors, writeSafetensors } from "../safetensors";
 import type { Features } from "./types";
 
@@ -73,16 +74,6 @@ function fingerprintDir(fp: string): string {
   return `${fp.replace(/[^A-Za-z0-9_.-]/g, "_").slice(0, 60)}-${sha256(fp).slice(0, 16)}`;
 }
 
-async function writeFileAtomic(path: string, text: string): Promise<void> {
-  const tmp = `${path}.${process.pid}.${randomBytes(4).toString("hex")}.tmp`;
-  try {
-    await writeFile(tmp, text);
-    await rename(tmp, path);
-  } catch (e) {
-    await unlink(tmp).catch(() => undefined);
-    throw e;
-  }
-}
 
 export class ActivationCache {
   readonly dir: string;
@@ -347,7 +338,7 @@ export class ActivationCache {
       if (index) for (const [k, e] of Object.entries(index.entries)) if (!badShards.has(e[0])) entries[k] = e;
       keys.forEach((k, j) => (entries[k] = [shard, j]));
       const next: IndexFile = { format: FORMAT, version: VERSION, fingerprint: fp, layer: String(layer), nEmbd, entries };
-      await writeFileAtomic(join(dir, "index.json"), JSON.stringify(next));
+      await writeTextAtomically(join(dir, "index.json"), JSON.stringify(next));
     } catch (e) {
       warnings.push(`activation cache: could not store layer ${String(layer)} in ${dir}: ${message(e)}`);
     }
