@@ -177,8 +177,11 @@ function unitHash(seed: number, id: string): number {
  * choosing the record whose hash lies nearest to the empty split's interval. Records keep their
  * input order within each split.
  */
-export function splitRecords<T extends { id: string; label: 0 | 1 }>(records: readonly T[], opts: SplitOptions = {}): Splits<T> {
-  if (!Array.isArray(records)) throw new TypeError("records must be an array");
+/**
+ * Checks split options and returns the seed and each split's upper bound on the
+ * unit interval (train [0, hi[0]), val [hi[0], hi[1]), test [hi[1], 1)).
+ */
+export function splitBounds(opts: SplitOptions): { seed: number; hi: [number, number, number] } {
   const seed = opts.seed ?? 1;
   if (typeof seed !== "number" || !Number.isFinite(seed)) throw new TypeError(`seed must be a finite number, got ${String(seed)}`);
   const fr = opts.fractions ?? [0.7, 0.15, 0.15];
@@ -187,8 +190,13 @@ export function splitRecords<T extends { id: string; label: 0 | 1 }>(records: re
   }
   const sum = fr[0] + fr[1] + fr[2];
   if (!(sum > 0)) throw new RangeError("fractions must not all be 0");
+  return { seed, hi: [fr[0] / sum, (fr[0] + fr[1]) / sum, 1] };
+}
+
+export function splitRecords<T extends { id: string; label: 0 | 1 }>(records: readonly T[], opts: SplitOptions = {}): Splits<T> {
+  if (!Array.isArray(records)) throw new TypeError("records must be an array");
+  const { seed, hi } = splitBounds(opts);
   // Split k covers [lo[k], hi[k]) of the unit interval.
-  const hi = [fr[0] / sum, (fr[0] + fr[1]) / sum, 1];
   const lo = [0, hi[0], hi[1]];
   const bucketOf = (u: number): number => (u < hi[0] ? 0 : u < hi[1] ? 1 : 2);
 
@@ -207,7 +215,7 @@ export function splitRecords<T extends { id: string; label: 0 | 1 }>(records: re
     for (let i = 0; i < n; i++) if (records[i].label === label) idx.push(i);
     if (idx.length < 3) continue;
     for (let k = 0; k < 3; k++) {
-      if (fr[k] === 0) continue;
+      if (hi[k] === lo[k]) continue; // a split with fraction 0 gets nothing
       const counts = [0, 0, 0];
       for (const i of idx) counts[bucket[i]]++;
       if (counts[k] > 0) continue;

@@ -6,7 +6,7 @@
 import type { LayerSpec, Model } from "../model";
 import { ActivationCache } from "./cache";
 import { labelsOf, loadPromptFiles, PromptRecord, sourcesOf, splitRecords } from "./data";
-import { auprc, auroc, metricsAt, perSource } from "./metrics";
+import { metricsAt, perSource } from "./metrics";
 import { DEFAULT_PROBE_INPUT, Probe, ProbeInput, ProbeMethod, ThresholdRule } from "./probe";
 import type { Features, Metrics } from "./types";
 
@@ -209,4 +209,3 @@ export async function sweepLayers(
   return { rows, best, method };
 }
 
-export { auroc, auprc };

@@ -14,7 +14,7 @@ import { createHash } from "node:crypto";
 import { basename } from "node:path";
 import { DataFormatError } from "../errors";
 import { readJsonl } from "../jsonl";
-import { describe, normalizeText, recordIdAndSource, type SplitOptions, type Splits } from "../probe/data";
+import { describe, normalizeText, recordIdAndSource, splitBounds, type SplitOptions, type Splits } from "../probe/data";
 
 export interface RankCandidate {
   /** The response text (truncated when `maxChars` was given). */
@@ -266,16 +266,10 @@ export async function loadResponseFiles(
  */
 export function splitByInstruction<T extends { prompt: string }>(items: readonly T[], opts: SplitOptions = {}): Splits<T> {
   if (!Array.isArray(items)) throw new TypeError("items must be an array");
-  const seed = opts.seed ?? 1;
-  if (typeof seed !== "number" || !Number.isFinite(seed)) throw new TypeError(`seed must be a finite number, got ${String(seed)}`);
-  const fr = opts.fractions ?? [0.7, 0.15, 0.15];
-  if (!Array.isArray(fr) || fr.length !== 3 || !fr.every((f) => typeof f === "number" && Number.isFinite(f) && f >= 0)) {
-    throw new RangeError("fractions must be three non-negative numbers: [train, val, test]");
-  }
-  const sum = fr[0] + fr[1] + fr[2];
-  if (!(sum > 0)) throw new RangeError("fractions must not all be 0");
-  const hi0 = fr[0] / sum;
-  const hi1 = (fr[0] + fr[1]) / sum;
+  const {
+    seed,
+    hi: [hi0, hi1],
+  } = splitBounds(opts);
   const out: Splits<T> = { train: [], val: [], test: [] };
   const memo = new Map<string, number>();
   for (const item of items) {

@@ -155,6 +155,11 @@ export function pairwiseAccuracy(lists: readonly RankList[], opts: { average?: "
       return g / t;
     });
   }
+  return microPairwise(ok);
+}
+
+/** Pairwise accuracy over all (safe, unsafe) pairs of all lists pooled. */
+function microPairwise(ok: readonly Checked[]): number {
   let good = 0;
   let total = 0;
   for (const l of ok) {
@@ -182,17 +187,10 @@ export function mrr(lists: readonly RankList[]): number {
 /** All four metrics (pairwise micro-averaged) and the number of lists they count. */
 export function rankingMetrics(lists: readonly RankList[]): RankingMetrics {
   const ok = usable(lists, "rankingMetrics");
-  let good = 0;
-  let total = 0;
-  for (const l of ok) {
-    const [g, t] = pairsOf(l);
-    good += g;
-    total += t;
-  }
   return {
     lists: ok.length,
     top1: meanOver(ok, top1Of),
-    pairwise: ok.length === 0 ? NaN : good / total,
+    pairwise: ok.length === 0 ? NaN : microPairwise(ok),
     ndcg: meanOver(ok, ndcgOf),
     mrr: meanOver(ok, mrrOf),
   };
