@@ -345,15 +345,20 @@ export class Model {
   }
 
   private tokenizeOne(input: CaptureInput, options: PrepareOptions, where: string): Int32Array {
+    return this.renderAndTokenize(input, options, where).tokens;
+  }
+
+  /** The text the model sees for one input, and its tokens. */
+  private renderAndTokenize(input: CaptureInput, options: PrepareOptions, where: string): { text: string; tokens: Int32Array } {
     const { text, chat } = this.formatText(input, options, where);
     if (text.length === 0 || (!chat && text.trim().length === 0)) throw new InputError("TEXT_EMPTY", `${where} is empty`);
     if (chat) {
       // A template that writes the BOS token itself must not get a second one.
       const bos = this.nativeInfo.bosToken;
       const hasBos = !!bos && text.startsWith(bos);
-      return this.native.tokenize(text, !hasBos, true);
+      return { text, tokens: this.native.tokenize(text, !hasBos, true) };
     }
-    return this.native.tokenize(text, true, false);
+    return { text, tokens: this.native.tokenize(text, true, false) };
   }
 
   /** Tokens of a plain string, without the model's BOS unless asked, special-token text not parsed unless asked. */
@@ -534,8 +539,7 @@ export class Model {
     this.checkUsable();
     const o = resolveGenerateOptions(options, this.info);
     const layers = o.capture ? this.resolveLayers(o.capture.layers) : null;
-    const { text } = this.formatText(input, options, "prompt");
-    const tokens = this.tokenizeOne(input, options, "prompt");
+    const { text, tokens } = this.renderAndTokenize(input, options, "prompt");
     const ctxSize = this.info.contextSize;
     if (tokens.length + o.n * o.maxTokens > ctxSize) {
       throw new RangeError(

@@ -98,7 +98,13 @@ export async function evaluateRanker(
   model: Model,
   ranker: Ranker,
   items: RankItem[],
-  opts: { trainItems?: RankItem[]; logprob?: boolean; onLog?: (m: string) => void } = {},
+  opts: {
+    trainItems?: RankItem[];
+    /** Features of `trainItems`' lists with both labels, when the caller already has them (saves a capture). */
+    trainFeatures?: RankList[];
+    logprob?: boolean;
+    onLog?: (m: string) => void;
+  } = {},
 ): Promise<RankerEvaluation> {
   ranker.checkModel(model);
   const { kept, skipped } = listsWithBoth(items);
@@ -128,8 +134,9 @@ export async function evaluateRanker(
   }
   if (opts.trainItems && opts.trainItems.length) {
     // a per-candidate logistic probe: P(safe) of each response on its own
-    const trainKept = opts.trainItems.filter((it) => it.candidates.some((c) => c.safe) && it.candidates.some((c) => !c.safe));
-    const trainFeats = await srrFeatures(model, trainKept, ranker.layer, { input: ranker.input, maxResponseTokens: ranker.maxResponseTokens });
+    const trainFeats =
+      opts.trainFeatures ??
+      (await srrFeatures(model, listsWithBoth(opts.trainItems).kept, ranker.layer, { input: ranker.input, maxResponseTokens: ranker.maxResponseTokens }));
     const { X, y } = flatten(trainFeats, model.info.nEmbd);
     const probe = Probe.train({ method: "logreg", layers: [ranker.layer], train: { features: [X], labels: y }, model });
     const d = model.info.nEmbd;
@@ -173,7 +180,7 @@ export async function trainRankerOnFiles(model: Model, o: TrainRankerJob): Promi
     testLists: test.length,
     trainSeconds,
   };
-  const evaluation = await evaluateRanker(model, ranker, test, { trainItems: train, onLog: o.onLog });
+  const evaluation = await evaluateRanker(model, ranker, test, { trainItems: train, trainFeatures: trainFeats, onLog: o.onLog });
   (ranker.training as Record<string, unknown>).test = evaluation;
   return { ranker, test: evaluation, seconds: (performance.now() - t0) / 1000, trainSeconds };
 }
