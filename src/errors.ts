@@ -73,11 +73,23 @@ export class FileFormatError extends SafetyLensError {
   }
 }
 
-/** A probe or ranker file is malformed, or was trained on another model. */
-export class ProbeFileError extends SafetyLensError {
+/** What a safety-lens model file holds. */
+export type ModelFileKind = "probe" | "ranker" | "monitor";
+
+/**
+ * A probe, ranker or monitor file is malformed (code PROBE_INVALID), or was trained on
+ * another model (PROBE_MODEL_MISMATCH); `kind` says which kind of file it is.
+ */
+export class ModelFileError extends SafetyLensError {
   readonly file: string | null;
-  constructor(code: "PROBE_INVALID" | "PROBE_MODEL_MISMATCH", file: string | null, detail: string) {
+  readonly kind: ModelFileKind;
+  constructor(code: "PROBE_INVALID" | "PROBE_MODEL_MISMATCH", file: string | null, detail: string, kind: ModelFileKind = "probe") {
     super(code, file ? `${file}: ${detail}` : detail);
     this.file = file;
+    this.kind = kind;
   }
 }
+
+/** The earlier name of {@link ModelFileError}, kept so `instanceof ProbeFileError` goes on working. */
+export const ProbeFileError = ModelFileError;
+export type ProbeFileError = ModelFileError;

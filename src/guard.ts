@@ -7,9 +7,10 @@
  *   await guard.check(prompt);           // { unsafe, score, layers }
  *   await guard.generate(prompt, opts);  // flagged -> safe path, else normal generation
  */
-import type { ChatMessage } from "./chat";
-import type { GenerateOptions, GenerateResult } from "./generate";
-import type { CaptureInput, LayerSpec, Model } from "./model";
+import type { CaptureInput, LayerSpec } from "./core/activations";
+import type { ChatMessage } from "./core/chat";
+import type { GenerateOptions, GenerateResult } from "./core/generate";
+import type { Model } from "./core/model";
 import { Probe } from "./probe/probe";
 
 export const DEFAULT_REFUSAL = "I can't help with that request.";

@@ -1,17 +1,12 @@
-export { loadModel, Model, Activations, DEFAULT_MODEL_PATH } from "./model";
-export type {
-  LoadModelOptions,
-  ModelInfo,
-  LayerSpec,
-  Pool,
-  CaptureInput,
-  CaptureOptions,
-  CaptureProgressInfo,
-  ChatOptions,
-  PrepareOptions,
-  PreparedTexts,
-} from "./model";
-export type { ChatMessage } from "./chat";
+/**
+ * safety-lens: hidden states of local GGUF models (llama.cpp) for safety probes,
+ * a two-step guard and safety representation ranking. The public API.
+ */
+export { loadModel, Model, DEFAULT_MODEL_PATH } from "./core/model";
+export type { LoadModelOptions, ModelInfo } from "./core/model";
+export { Activations } from "./core/activations";
+export type { LayerSpec, Pool, CaptureInput, CaptureOptions, CaptureProgressInfo, PreparedTexts, Features } from "./core/activations";
+export type { ChatMessage, ChatOptions, PrepareOptions, InputFormat } from "./core/chat";
 export type {
   GenerateOptions,
   GenerateResult,
@@ -21,12 +16,12 @@ export type {
   TokenEvent,
   FinishReason,
   PromptHiddenVerdict,
-} from "./generate";
-export type { GpuOption } from "./native";
-export { physicalCoreCount } from "./native";
+} from "./core/generate";
+export type { GpuOption } from "./core/native";
+export { physicalCoreCount } from "./core/native";
 export * from "./errors";
-export { writeSafetensors, readSafetensors } from "./safetensors";
-export { readJsonl, readTextRecords } from "./jsonl";
+export { writeSafetensors, readSafetensors } from "./io/safetensors";
+export { readJsonl, readTextRecords } from "./io/jsonl";
 export * from "./probe/index";
 export { Guard, DEFAULT_REFUSAL, DEFAULT_SAFETY_SYSTEM_PROMPT } from "./guard";
 export type { GuardOptions, GuardVerdict, GuardedResult, SafePath } from "./guard";

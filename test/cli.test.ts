@@ -7,7 +7,7 @@ import { loadModel, readSafetensors } from "../src";
 import { MODEL, STORIES, maxAbsDiff, tmpDir } from "./helpers";
 
 const run = promisify(execFile);
-const CLI = path.join(__dirname, "..", "dist", "cli.js");
+const CLI = path.join(__dirname, "..", "dist", "cli", "main.js");
 
 async function cli(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
   try {

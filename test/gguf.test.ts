@@ -2,19 +2,15 @@ import { mkdtemp, readFile, rm, truncate, writeFile, mkdir } from "node:fs/promi
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { ModelLoadError } from "../src/errors";
+import { GgmlType, ggufFingerprint, GgufValueType, readGgufInfo, readGgufMetadataEntries } from "../src/io/gguf";
 import {
   f16ToF32,
   f32ToF16,
-  GgmlType,
-  ggufFingerprint,
-  GgufValueType,
-  readGgufInfo,
-  readGgufMetadataEntries,
   readGgufTensorF32,
   writeGguf,
   type GgufMetadataEntryInput,
   type GgufTensorInput,
-} from "../src/gguf";
+} from "../src/tools/gguf-writer";
 
 const STORIES = join(__dirname, "..", "models", "stories260K.gguf");
 

@@ -2,8 +2,8 @@ import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
 
-import * as gguf from "../src/gguf";
-import type { GgufTensorInput } from "../src/gguf";
+import { GgmlType, GgufValueType, readGgufInfo, readGgufMetadataEntries } from "../src/io/gguf";
+import { readGgufTensorF32, writeGguf, type GgufTensorInput } from "../src/tools/gguf-writer";
 
 export const MODEL = path.join(__dirname, "..", "models", "stories260K.gguf");
 
@@ -32,7 +32,6 @@ export const STORIES = [
  * never samples its EOS, id 2).
  */
 export async function modelVariant(opts: { template?: string; eosId?: number }, dir = tmpDir()): Promise<string> {
-  const { readGgufInfo, readGgufMetadataEntries, readGgufTensorF32, writeGguf, GgufValueType, GgmlType } = gguf;
   const info = await readGgufInfo(MODEL);
   const drop = new Set([opts.template !== undefined ? "tokenizer.chat_template" : "", opts.eosId !== undefined ? "tokenizer.ggml.eos_token_id" : ""]);
   const meta = (await readGgufMetadataEntries(MODEL)).filter((e) => !drop.has(e.key));
@@ -43,4 +42,19 @@ export async function modelVariant(opts: { template?: string; eosId?: number }, 
   const out = path.join(dir, "variant.gguf");
   await writeGguf(out, { metadata: meta, tensors });
   return out;
+}
+
+/** Reference scatter by the definition (triple loop); for tests. */
+export function scatterNaive(X: { data: Float32Array; rows: number; cols: number }, rowsSubset: Uint32Array | undefined | null, center: Float64Array): Float64Array {
+  const d = X.cols;
+  const S = new Float64Array(d * d);
+  const n = rowsSubset ? rowsSubset.length : X.rows;
+  for (let k = 0; k < n; k++) {
+    const off = (rowsSubset ? rowsSubset[k] : k) * d;
+    for (let i = 0; i < d; i++) {
+      const xi = X.data[off + i] - center[i];
+      for (let j = 0; j < d; j++) S[i * d + j] += xi * (X.data[off + j] - center[j]);
+    }
+  }
+  return S;
 }

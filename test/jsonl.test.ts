@@ -2,7 +2,7 @@ import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { DataFormatError } from "../src/errors";
-import { readJsonl, readTextRecords, type JsonlRecord } from "../src/jsonl";
+import { readJsonl, readTextRecords, type JsonlRecord } from "../src/io/jsonl";
 
 let dir: string;
 beforeAll(async () => {

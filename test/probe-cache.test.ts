@@ -2,7 +2,8 @@ import { existsSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { rm } from "node:fs/promises";
 import { homedir } from "node:os";
 import { join } from "node:path";
-import { loadModel, type LayerSpec, type Model } from "../src/model";
+import type { LayerSpec } from "../src/core/activations";
+import { loadModel, type Model } from "../src/core/model";
 import { ActivationCache } from "../src/probe/cache";
 import type { Features } from "../src/probe/types";
 import { MODEL, STORIES, maxAbsDiff, tmpDir } from "./helpers";
@@ -217,7 +218,6 @@ describe("activation cache on the embedded model", () => {
     const other = {
       info: { ...model.info, fingerprint: "gguf-other/../model" },
       formatText: model.formatText.bind(model),
-      resolveLayers: model.resolveLayers.bind(model),
       capture: jest.fn((t: string[], o: Parameters<Model["capture"]>[1]) => model.capture(t, o)),
     } as unknown as Model;
     const r = await cache.features(other, texts, { layers: [3], chat: false });

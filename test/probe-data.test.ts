@@ -3,7 +3,8 @@ import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { DataFormatError } from "../src/errors";
-import { labelsOf, loadPromptFiles, normalizeText, sourcesOf, splitRecords, type PromptRecord } from "../src/probe/data";
+import { labelsOf, loadPromptFiles, sourcesOf, splitRecords, type PromptRecord } from "../src/probe/data";
+import { normalizeText } from "../src/io/records";
 
 let dir: string;
 beforeAll(async () => {

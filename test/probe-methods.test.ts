@@ -1,6 +1,7 @@
 import { inverse, Matrix } from "ml-matrix";
 
-import { colMeans, getScatterKernel, scatter, scatterJs, scatterNaive, setScatterKernel } from "../src/probe/linalg";
+import { colMeans, getScatterKernel, scatter, scatterJs, setScatterKernel, sigmoid } from "../src/math/linalg";
+import { Rng } from "../src/math/rng";
 import {
   classWeights,
   fitStandardizer,
@@ -12,12 +13,10 @@ import {
   mlpLossAndGrad,
   mlpmLogits,
   MlpParams,
-  Rng,
   scoreLinear,
   scoreLpm,
   scoreMlp,
   scoreMlpm,
-  sigmoid,
   standardize,
   trainLogreg,
   trainLpm,
@@ -25,6 +24,7 @@ import {
   trainMlpm,
 } from "../src/probe/methods";
 import type { Features } from "../src/probe/types";
+import { scatterNaive } from "./helpers";
 
 /**
  * n rows of d features: isotropic noise with per-column scales and offsets, plus a

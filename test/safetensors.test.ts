@@ -3,7 +3,7 @@ import { mkdtemp, readFile, rm, truncate, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { FileFormatError } from "../src/errors";
-import { readSafetensors, writeSafetensors, type SafetensorsTensor } from "../src/safetensors";
+import { readSafetensors, writeSafetensors, type SafetensorsTensor } from "../src/io/safetensors";
 
 let dir: string;
 beforeAll(async () => {

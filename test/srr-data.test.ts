@@ -3,7 +3,7 @@ import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { DataFormatError } from "../src/errors";
-import { normalizeText } from "../src/probe/data";
+import { normalizeText } from "../src/io/records";
 import { hasBothLabels, loadResponseFiles, splitByInstruction, splitBySource, type RankItem } from "../src/srr/data";
 
 let dir: string;

@@ -1,4 +1,4 @@
-import { Rng } from "../src/probe/methods";
+import { Rng } from "../src/math/rng";
 import {
   initRanker,
   rankerBlockShapes,
@@ -7,11 +7,11 @@ import {
   rankerProbs,
   rankerScores,
   rankerScoresBatch,
-  trainRanker,
   type RankList,
   type RankerConfig,
   type RankerParams,
 } from "../src/srr/network";
+import { trainRanker } from "../src/srr/train";
 
 function randomList(rng: Rng, d: number, m: number, safe?: number[]): RankList {
   const u = new Float32Array(d);

@@ -1,14 +1,9 @@
 import { mkdtemp, rm, stat } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import {
-  GgmlType,
-  ggufFingerprint,
-  readGgufInfo,
-  readGgufMetadataEntries,
-  readGgufTensorF32,
-} from "../src/gguf";
-import { CHATML_TEMPLATE, createSyntheticModel, extractLlamaVocab } from "../src/synthetic";
+import { GgmlType, ggufFingerprint, readGgufInfo, readGgufMetadataEntries } from "../src/io/gguf";
+import { readGgufTensorF32 } from "../src/tools/gguf-writer";
+import { CHATML_TEMPLATE, createSyntheticModel, extractLlamaVocab } from "../src/tools/synthetic";
 
 const STORIES = join(__dirname, "..", "models", "stories260K.gguf");
 

@@ -17,10 +17,12 @@ import { createHash, randomBytes } from "node:crypto";
 import { mkdir, readdir, readFile, unlink } from "node:fs/promises";
 import { homedir } from "node:os";
 import { join } from "node:path";
-import type { CaptureProgressInfo, ChatOptions, LayerSpec, Model } from "../model";
+import { type CaptureProgressInfo, checkLayers, type LayerSpec } from "../core/activations";
+import type { ChatOptions } from "../core/chat";
+import type { Model } from "../core/model";
 import { AbortError } from "../errors";
-import { writeTextAtomically } from "../fileio";
-import { readSafetensors, writeSafetensors } from "../safetensors";
+import { writeTextAtomically } from "../io/fileio";
+import { readSafetensors, writeSafetensors } from "../io/safetensors";
 import type { Features } from "./types";
 
 const FORMAT = "safety-lens-activation-cache";
@@ -114,7 +116,7 @@ export class ActivationCache {
   private async featuresNow(model: Model, texts: readonly string[], opts: CacheFeaturesOptions): Promise<CacheFeaturesResult> {
     if (!Array.isArray(texts) || !texts.every((t) => typeof t === "string")) throw new TypeError("texts must be an array of strings");
     if (opts === null || typeof opts !== "object") throw new TypeError("options must be an object with layers and chat");
-    const { specs } = model.resolveLayers(opts.layers);
+    const { specs } = checkLayers(opts.layers, model.info.nLayer);
     if (opts.signal?.aborted) throw new AbortError();
     const fp = model.info.fingerprint;
     const nEmbd = model.info.nEmbd;

@@ -3,10 +3,12 @@
  * `{ id, text, label: "safe" | "unsafe", source, ... }` object per line), de-duplicating them,
  * and a deterministic, stratified train / validation / test split.
  */
-import { createHash } from "node:crypto";
 import { basename } from "node:path";
 import { DataFormatError } from "../errors";
-import { readJsonl } from "../jsonl";
+import { readJsonl } from "../io/jsonl";
+import { describe, normalizeText, recordIdAndSource, splitBounds, type SplitOptions, type Splits, unitHash } from "../io/records";
+
+export type { SplitOptions, Splits };
 
 export interface PromptRecord {
   /** The record's id (numbers become strings); `<basename>:<line>` when the file gives none. */
@@ -39,25 +41,6 @@ export interface LoadPromptOptions {
   signal?: AbortSignal;
 }
 
-/** A short description of a bad value for data error messages. */
-export function describe(v: unknown): string {
-  if (v === undefined) return "nothing";
-  if (v === null) return "null";
-  if (typeof v === "string") {
-    if (v.length === 0) return "an empty string";
-    if (v.trim().length === 0) return "only whitespace";
-    return JSON.stringify(v.length > 40 ? `${v.slice(0, 40)}…` : v);
-  }
-  if (Array.isArray(v)) return v.length === 0 ? "an empty array" : "an array";
-  if (typeof v === "object") return "an object";
-  return String(v);
-}
-
-/** The text used for de-duplication: lower-case, whitespace runs collapsed to one space, trimmed. */
-export function normalizeText(text: string): string {
-  return text.toLowerCase().replace(/\s+/g, " ").trim();
-}
-
 function parseRecord(file: string, base: string, line: number, value: Record<string, unknown>): PromptRecord {
   const text = value.text;
   if (text === undefined) throw new DataFormatError(file, line, 'missing field "text"');
@@ -71,24 +54,6 @@ function parseRecord(file: string, base: string, line: number, value: Record<str
   }
   const { id, source } = recordIdAndSource(value, file, line, base);
   return { id, text, label: label === "unsafe" ? 1 : 0, source, file, line };
-}
-
-/**
- * A record's `id` (string or number; default `<basename>:<line>`) and `source`
- * (default the file's basename), shared by the prompt and response-list loaders.
- */
-export function recordIdAndSource(value: Record<string, unknown>, file: string, line: number, base: string): { id: string; source: string } {
-  const rawId = value.id;
-  let id: string;
-  if (rawId === undefined || rawId === null) id = `${base}:${line}`;
-  else if (typeof rawId === "number" || (typeof rawId === "string" && rawId.length > 0)) id = String(rawId);
-  else throw new DataFormatError(file, line, `id must be a non-empty string or a number, got ${describe(rawId)}`);
-  const rawSource = value.source;
-  let source: string;
-  if (rawSource === undefined || rawSource === null || rawSource === "") source = base;
-  else if (typeof rawSource === "string") source = rawSource;
-  else throw new DataFormatError(file, line, `source must be a string, got ${describe(rawSource)}`);
-  return { id, source };
 }
 
 /**
@@ -148,25 +113,6 @@ export async function loadPromptFiles(
   return { records, stats: { read: all.length, duplicates, conflicts, perFile } };
 }
 
-export interface SplitOptions {
-  /** Seed of the id hash (default 1): another seed gives another split. */
-  seed?: number;
-  /** Train, validation and test fractions (default [0.7, 0.15, 0.15]); normalized to sum to 1. */
-  fractions?: readonly [number, number, number] | readonly number[];
-}
-
-export interface Splits<T> {
-  train: T[];
-  val: T[];
-  test: T[];
-}
-
-/** A uniform number in [0, 1) from the seed and the id (48 bits of SHA-256). */
-function unitHash(seed: number, id: string): number {
-  const h = createHash("sha256").update(`safety-lens-split\0${seed}\0${id}`).digest();
-  return h.readUIntBE(0, 6) / 2 ** 48;
-}
-
 /**
  * Split records into train / validation / test, stratified by label.
  *
@@ -177,22 +123,6 @@ function unitHash(seed: number, id: string): number {
  * choosing the record whose hash lies nearest to the empty split's interval. Records keep their
  * input order within each split.
  */
-/**
- * Checks split options and returns the seed and each split's upper bound on the
- * unit interval (train [0, hi[0]), val [hi[0], hi[1]), test [hi[1], 1)).
- */
-export function splitBounds(opts: SplitOptions): { seed: number; hi: [number, number, number] } {
-  const seed = opts.seed ?? 1;
-  if (typeof seed !== "number" || !Number.isFinite(seed)) throw new TypeError(`seed must be a finite number, got ${String(seed)}`);
-  const fr = opts.fractions ?? [0.7, 0.15, 0.15];
-  if (!Array.isArray(fr) || fr.length !== 3 || !fr.every((f) => typeof f === "number" && Number.isFinite(f) && f >= 0)) {
-    throw new RangeError("fractions must be three non-negative numbers: [train, val, test]");
-  }
-  const sum = fr[0] + fr[1] + fr[2];
-  if (!(sum > 0)) throw new RangeError("fractions must not all be 0");
-  return { seed, hi: [fr[0] / sum, (fr[0] + fr[1]) / sum, 1] };
-}
-
 export function splitRecords<T extends { id: string; label: 0 | 1 }>(records: readonly T[], opts: SplitOptions = {}): Splits<T> {
   if (!Array.isArray(records)) throw new TypeError("records must be an array");
   const { seed, hi } = splitBounds(opts);
@@ -206,7 +136,7 @@ export function splitRecords<T extends { id: string; label: 0 | 1 }>(records: re
   for (let i = 0; i < n; i++) {
     const r = records[i];
     if (r.label !== 0 && r.label !== 1) throw new TypeError(`records[${i}].label must be 0 or 1, got ${String(r.label)}`);
-    u[i] = unitHash(seed, String(r.id));
+    u[i] = unitHash(`safety-lens-split\0${seed}`, String(r.id));
     bucket[i] = bucketOf(u[i]);
   }
 

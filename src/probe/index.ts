@@ -1,8 +1,9 @@
 /** The probe module: prompt-safety probes on hidden states. */
-import "./kernels";
+import "../core/native-math";
 
 export * from "./types";
-export { Probe, PROBE_FORMAT, PROBE_VERSION, PROBE_METHODS, DEFAULT_PROBE_INPUT, sigmoid } from "./probe";
+export { Probe, PROBE_FORMAT, PROBE_VERSION, PROBE_METHODS, DEFAULT_PROBE_INPUT } from "./probe";
+export { sigmoid } from "../math/linalg";
 export type { ProbeMethod, ProbeInput, ThresholdRule, ProbeTrainOptions } from "./probe";
 export { loadPromptFiles, splitRecords, labelsOf, sourcesOf } from "./data";
 export type { PromptRecord } from "./data";

@@ -3,12 +3,14 @@
  * hidden states (through the activation cache), train, choose a threshold on
  * validation data, evaluate on held-out data; and the layer sweep.
  */
-import type { LayerSpec, Model } from "../model";
+import { checkLayers, type Features, type LayerSpec } from "../core/activations";
+import { chatOptionOf } from "../core/chat";
+import type { Model } from "../core/model";
 import { ActivationCache } from "./cache";
 import { labelsOf, loadPromptFiles, PromptRecord, sourcesOf, splitRecords } from "./data";
 import { metricsAt, perSource } from "./metrics";
 import { DEFAULT_PROBE_INPUT, Probe, ProbeInput, ProbeMethod, ThresholdRule } from "./probe";
-import type { Features, Metrics } from "./types";
+import type { Metrics } from "./types";
 
 export interface DataOptions {
   files: string[];
@@ -30,11 +32,6 @@ export interface FeatureSet {
   features: Map<LayerSpec, Features>;
 }
 
-function chatOption(input: ProbeInput): boolean | { addAssistantPrefix: boolean; systemPrompt?: string } {
-  if (!input.chat) return false;
-  return { addAssistantPrefix: input.addAssistantPrefix, ...(input.systemPrompt ? { systemPrompt: input.systemPrompt } : {}) };
-}
-
 /** Hidden states of the records' prompts at the given layers (cached when a cache folder is given). */
 export async function featuresFor(
   model: Model,
@@ -44,11 +41,11 @@ export async function featuresFor(
 ): Promise<FeatureSet> {
   const input = opts.input ?? DEFAULT_PROBE_INPUT;
   const texts = records.map((r) => r.text);
-  const chat = chatOption(input);
+  const chat = chatOptionOf(input);
   let features: Map<LayerSpec, Features>;
   if (opts.cacheDir === null) {
     const acts = await model.capture(texts, { layers, pool: "last", chat, signal: opts.signal });
-    features = new Map(layers.map((l) => [l, { data: acts.layer(l), rows: acts.rows, cols: acts.nEmbd }]));
+    features = new Map(layers.map((l) => [l, acts.features(l)]));
   } else {
     const cache = new ActivationCache(opts.cacheDir ?? ActivationCache.defaultDir());
     const r = await cache.features(model, texts, { layers, chat, signal: opts.signal });
@@ -68,7 +65,7 @@ export function subset(f: Features, rows: readonly number[]): Features {
 
 /** Drops prompts that do not fit the model's context once rendered (reported, never silent). */
 export function fitContext(model: Model, records: PromptRecord[], input: ProbeInput, onLog?: (m: string) => void): PromptRecord[] {
-  const chat = chatOption(input);
+  const chat = chatOptionOf(input);
   const limit = model.info.contextSize;
   const kept = records.filter((r) => model.tokenize(r.text, { chat }).length <= limit);
   if (kept.length < records.length) onLog?.(`skipped ${records.length - kept.length} prompt(s) longer than the context (${limit} tokens)`);
@@ -109,7 +106,7 @@ export async function trainProbe(model: Model, o: TrainProbeOptions): Promise<{ 
   const t0 = performance.now();
   const input = o.input ?? DEFAULT_PROBE_INPUT;
   const layers = o.layers ?? (o.method === "mlpm" ? Array.from({ length: model.info.nLayer }, (_, i) => i) : [Math.floor(model.info.nLayer / 2)]);
-  model.resolveLayers(layers);
+  checkLayers(layers, model.info.nLayer);
   const { splits } = await loadAndSplit(o, model);
   const all = [...splits.train, ...splits.val, ...splits.test];
   const fs = await featuresFor(model, all, layers, { input, cacheDir: o.cacheDir, onLog: o.onLog, signal: o.signal });

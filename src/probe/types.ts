@@ -3,12 +3,8 @@
  * Labels: 1 = unsafe, 0 = safe. Features are row-major Float32Arrays.
  */
 
-/** n x d row-major matrix. */
-export interface Features {
-  data: Float32Array;
-  rows: number;
-  cols: number;
-}
+/** Feature matrices are the captured rows (see core/activations). */
+export type { Features } from "../core/activations";
 
 export interface Standardizer {
   mean: Float32Array;

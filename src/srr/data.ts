@@ -10,11 +10,10 @@
  * and splitting the lists by instruction (seeded hash of the normalized prompt) or by source.
  * Extra keys (`category`, candidates' `model`, `method`, ...) are ignored.
  */
-import { createHash } from "node:crypto";
 import { basename } from "node:path";
 import { DataFormatError } from "../errors";
-import { readJsonl } from "../jsonl";
-import { describe, normalizeText, recordIdAndSource, splitBounds, type SplitOptions, type Splits } from "../probe/data";
+import { readJsonl } from "../io/jsonl";
+import { describe, normalizeText, recordIdAndSource, splitBounds, type SplitOptions, type Splits, unitHash } from "../io/records";
 
 export interface RankCandidate {
   /** The response text (truncated when `maxChars` was given). */
@@ -88,12 +87,6 @@ function truncate(text: string, max: number): string {
   if (text.length <= max) return text;
   const code = text.charCodeAt(max - 1);
   return text.slice(0, code >= 0xd800 && code <= 0xdbff ? max - 1 : max);
-}
-
-/** A number in [0, 1) from a tag and a key (48 bits of SHA-256). */
-function unitHash(tag: string, key: string): number {
-  const h = createHash("sha256").update(`${tag}\0${key}`).digest();
-  return h.readUIntBE(0, 6) / 2 ** 48;
 }
 
 interface ParsedList {

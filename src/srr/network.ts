@@ -11,7 +11,8 @@
  * training loss is KL(q || p) with q uniform over the safe candidates (listwise).
  * The "lite" ablation drops the encoder: s_i = cos(Pu, Pv_i).
  *
- * Everything is plain TypeScript with hand-written backward passes. Parameters are
+ * Everything is plain TypeScript with hand-written backward passes (dense kernels in
+ * src/math/kernels.ts, training in ./train.ts). Parameters are
  * stored as Float32Array blocks; every computation (activations, gradients, loss,
  * optimiser state) runs in double precision. Each list is processed on its own
  * (sequence length m + 1), so there is never any padding: a batch of lists of
@@ -26,11 +27,12 @@
  * the input rows of a mini-batch are stacked so that it runs as one forward product and
  * one weight-gradient product (its input gradient is never needed).
  */
-import { Rng } from "../probe/methods";
+import { fillMask, linFwd, linGradW, lnBwd, lnFwd, projFwd, projGradW, transposeInto } from "../math/kernels";
+import { Rng } from "../math/rng";
 
 // Math functions captured once: inside Jest's vm context every `Math.x` lookup goes through
 // the sandbox's global object and costs ~20x more than a call through a local binding.
-const { exp, log, sqrt, max, min, pow, fround, imul } = Math;
+const { exp, log, sqrt, max, min } = Math;
 
 // ---------------------------------------------------------------------------
 // Public types
@@ -76,38 +78,6 @@ export interface RankerLossOptions {
   rng?: Rng;
 }
 
-export interface TrainRankerOptions {
-  epochs?: number;
-  batchSize?: number;
-  lr?: number;
-  weightDecay?: number;
-  seed?: number;
-  /** Validation lists: early stopping on validation loss, best parameters kept. */
-  val?: RankList[];
-  /** Epochs without a validation improvement before stopping (default 5). */
-  patience?: number;
-  onEpoch?: (e: { epoch: number; trainLoss: number; valLoss?: number }) => void;
-}
-
-export interface TrainRankerSummary {
-  /** Training lists used (with at least one safe and one unsafe candidate). */
-  lists: number;
-  /** Training lists skipped for lacking a safe or an unsafe candidate. */
-  skipped: number;
-  /** Validation lists skipped for the same reason (only when val was given). */
-  valSkipped?: number;
-  /** Epochs run. */
-  epochs: number;
-  /** Epoch (1-based) whose parameters are returned. */
-  bestEpoch: number;
-  /** Mean training loss (train mode, dropout on) during bestEpoch. */
-  trainLoss: number;
-  /** Validation loss (inference mode) after bestEpoch. */
-  valLoss?: number;
-  seconds: number;
-}
-
-/** Defaults for everything but d; ff defaults to 2 * width. */
 export const DEFAULT_RANKER_CONFIG: Omit<RankerConfig, "d" | "ff"> = {
   width: 64,
   heads: 4,
@@ -116,7 +86,6 @@ export const DEFAULT_RANKER_CONFIG: Omit<RankerConfig, "d" | "ff"> = {
   lite: false,
 };
 
-const LN_EPS = 1e-5;
 const COS_EPS = 1e-8;
 
 /** Parameter block names in storage order, with their shapes [rows, cols] (cols 1 for vectors). */
@@ -149,8 +118,6 @@ export function rankerBlockShapes(config: RankerConfig): Array<[string, number, 
   return out;
 }
 
-/** Blocks that get decoupled weight decay (the weight matrices). */
-const DECAYED = new Set(["proj.w", "attn.wq", "attn.wk", "attn.wv", "attn.wo", "ff.w1", "ff.w2"]);
 
 function resolveConfig(config: Partial<RankerConfig> & { d: number }): RankerConfig {
   const width = config.width ?? DEFAULT_RANKER_CONFIG.width;
@@ -167,7 +134,7 @@ function resolveConfig(config: Partial<RankerConfig> & { d: number }): RankerCon
   return c;
 }
 
-function checkConfig(c: RankerConfig): void {
+export function checkConfig(c: RankerConfig): void {
   const posInt = (x: number) => Number.isInteger(x) && x > 0;
   if (!posInt(c.d)) throw new RangeError(`ranker: d must be a positive integer, got ${c.d}`);
   if (!posInt(c.width)) throw new RangeError(`ranker: width must be a positive integer, got ${c.width}`);
@@ -180,7 +147,7 @@ function checkConfig(c: RankerConfig): void {
   if (!(c.dropout >= 0 && c.dropout < 1)) throw new RangeError(`ranker: dropout must be in [0, 1), got ${c.dropout}`);
 }
 
-function checkParams(c: RankerConfig, params: RankerParams): void {
+export function checkParams(c: RankerConfig, params: RankerParams): void {
   for (const [name, r, cols] of rankerBlockShapes(c)) {
     const b = params[name];
     if (!b) throw new RangeError(`ranker: parameter block ${name} missing`);
@@ -188,7 +155,7 @@ function checkParams(c: RankerConfig, params: RankerParams): void {
   }
 }
 
-function checkList(c: RankerConfig, list: RankList, needLabels: boolean): void {
+export function checkList(c: RankerConfig, list: RankList, needLabels: boolean): void {
   const { d } = c;
   if (!Number.isInteger(list.m) || list.m < 1) throw new RangeError(`ranker: list needs m >= 1 candidates, got ${list.m}`);
   if (list.u.length !== d) throw new RangeError(`ranker: u has ${list.u.length} entries, need d = ${d}`);
@@ -227,7 +194,7 @@ export function initRanker(
 // Internal double-precision parameter view
 // ---------------------------------------------------------------------------
 
-interface P64 {
+export interface P64 {
   pw: Float64Array;
   pb: Float64Array;
   wq: Float64Array;
@@ -255,7 +222,7 @@ interface P64 {
   w2T: Float64Array;
 }
 
-const FIELD_OF: Record<string, keyof P64> = {
+export const FIELD_OF: Record<string, keyof P64> = {
   "proj.w": "pw",
   "proj.b": "pb",
   "attn.wq": "wq",
@@ -286,7 +253,7 @@ function emptyP64(): P64 {
 }
 
 /** Double copies of the parameters (zeros when params is null: a gradient accumulator). */
-function toP64(c: RankerConfig, params: RankerParams | null): P64 {
+export function toP64(c: RankerConfig, params: RankerParams | null): P64 {
   const p = emptyP64();
   for (const [name, rows, cols] of rankerBlockShapes(c)) {
     const b = new Float64Array(rows * cols);
@@ -296,14 +263,7 @@ function toP64(c: RankerConfig, params: RankerParams | null): P64 {
   return p;
 }
 
-function transposeInto(W: Float64Array, rows: number, cols: number, T: Float64Array): Float64Array {
-  const out = T.length === rows * cols ? T : new Float64Array(rows * cols);
-  for (let r = 0; r < rows; r++) for (let c = 0; c < cols; c++) out[c * rows + r] = W[r * cols + c];
-  return out;
-}
-
-/** Recompute the transposed encoder weights from the current values. */
-function refreshTransposes(c: RankerConfig, P: P64): void {
+export function refreshTransposes(c: RankerConfig, P: P64): void {
   if (c.lite) return;
   const { width: k, ff } = c;
   P.wqT = transposeInto(P.wq, k, k, P.wqT);
@@ -314,309 +274,12 @@ function refreshTransposes(c: RankerConfig, P: P64): void {
   P.w2T = transposeInto(P.w2, k, ff, P.w2T);
 }
 
-// ---------------------------------------------------------------------------
-// Dense kernels (row-major, double precision)
-// ---------------------------------------------------------------------------
-
-let zeroBuf = new Float64Array(0);
-/** A zero vector of at least len entries (shared, never written). */
-function ZEROS(len: number): Float64Array {
-  if (zeroBuf.length < len) zeroBuf = new Float64Array(len);
-  return zeroBuf;
-}
-/** Y (n x out) = X (n x inD) W^T + b, W out x inD. Two rows x four outputs register blocking. */
-function linFwd(X: Float64Array, n: number, inD: number, W: Float64Array, bias: Float64Array | null, out: number, Y: Float64Array, acc = false): void {
-  const b = bias ?? ZEROS(out);
-  let r = 0;
-  for (; r + 2 <= n; r += 2) {
-    const x0 = r * inD;
-    const x1 = x0 + inD;
-    const y0 = r * out;
-    const y1 = y0 + out;
-    let o = 0;
-    for (; o + 4 <= out; o += 4) {
-      const w0 = o * inD;
-      const w1 = w0 + inD;
-      const w2 = w1 + inD;
-      const w3 = w2 + inD;
-      let a0 = 0, a1 = 0, a2 = 0, a3 = 0, c0 = 0, c1 = 0, c2 = 0, c3 = 0;
-      for (let t = 0; t < inD; t++) {
-        const p = X[x0 + t];
-        const q = X[x1 + t];
-        const u0 = W[w0 + t], u1 = W[w1 + t], u2 = W[w2 + t], u3 = W[w3 + t];
-        a0 += p * u0; a1 += p * u1; a2 += p * u2; a3 += p * u3;
-        c0 += q * u0; c1 += q * u1; c2 += q * u2; c3 += q * u3;
-      }
-      if (acc) {
-        Y[y0 + o] += a0 + b[o]; Y[y0 + o + 1] += a1 + b[o + 1]; Y[y0 + o + 2] += a2 + b[o + 2]; Y[y0 + o + 3] += a3 + b[o + 3];
-        Y[y1 + o] += c0 + b[o]; Y[y1 + o + 1] += c1 + b[o + 1]; Y[y1 + o + 2] += c2 + b[o + 2]; Y[y1 + o + 3] += c3 + b[o + 3];
-      } else {
-        Y[y0 + o] = a0 + b[o]; Y[y0 + o + 1] = a1 + b[o + 1]; Y[y0 + o + 2] = a2 + b[o + 2]; Y[y0 + o + 3] = a3 + b[o + 3];
-        Y[y1 + o] = c0 + b[o]; Y[y1 + o + 1] = c1 + b[o + 1]; Y[y1 + o + 2] = c2 + b[o + 2]; Y[y1 + o + 3] = c3 + b[o + 3];
-      }
-    }
-    for (; o < out; o++) {
-      const w0 = o * inD;
-      let a = 0, c = 0;
-      for (let t = 0; t < inD; t++) {
-        a += X[x0 + t] * W[w0 + t];
-        c += X[x1 + t] * W[w0 + t];
-      }
-      Y[y0 + o] = (acc ? Y[y0 + o] : 0) + a + b[o];
-      Y[y1 + o] = (acc ? Y[y1 + o] : 0) + c + b[o];
-    }
-  }
-  for (; r < n; r++) {
-    const x0 = r * inD;
-    const y0 = r * out;
-    let o = 0;
-    for (; o + 4 <= out; o += 4) {
-      const w0 = o * inD;
-      const w1 = w0 + inD;
-      const w2 = w1 + inD;
-      const w3 = w2 + inD;
-      let a0 = 0, a1 = 0, a2 = 0, a3 = 0;
-      for (let t = 0; t < inD; t++) {
-        const p = X[x0 + t];
-        a0 += p * W[w0 + t]; a1 += p * W[w1 + t]; a2 += p * W[w2 + t]; a3 += p * W[w3 + t];
-      }
-      Y[y0 + o] = (acc ? Y[y0 + o] : 0) + a0 + b[o];
-      Y[y0 + o + 1] = (acc ? Y[y0 + o + 1] : 0) + a1 + b[o + 1];
-      Y[y0 + o + 2] = (acc ? Y[y0 + o + 2] : 0) + a2 + b[o + 2];
-      Y[y0 + o + 3] = (acc ? Y[y0 + o + 3] : 0) + a3 + b[o + 3];
-    }
-    for (; o < out; o++) {
-      const w0 = o * inD;
-      let a = 0;
-      for (let t = 0; t < inD; t++) a += X[x0 + t] * W[w0 + t];
-      Y[y0 + o] = (acc ? Y[y0 + o] : 0) + a + b[o];
-    }
-  }
-}
-
-/**
- * Projection forward on Float32 input rows: Y[yRow + r] = X[xOff + r*d ..] W^T + b for r < n.
- * Rows are taken in chunks of 32 (kept in cache) and, within a chunk, four weight rows at a
- * time against two input rows (register blocking). A separate function from linFwd keeps
- * each monomorphic in V8.
- */
-function projFwd(X: Float32Array, xOff: number, n: number, d: number, W: Float64Array, b: Float64Array, k: number, Y: Float64Array, yRow: number): void {
-  const CHUNK = 32;
-  for (let c0 = 0; c0 < n; c0 += CHUNK) {
-    const c1 = min(n, c0 + CHUNK);
-    let o = 0;
-    for (; o + 4 <= k; o += 4) {
-      const w0 = o * d;
-      const w1 = w0 + d;
-      const w2 = w1 + d;
-      const w3 = w2 + d;
-      const b0 = b[o], b1 = b[o + 1], b2 = b[o + 2], b3 = b[o + 3];
-      let r = c0;
-      for (; r + 2 <= c1; r += 2) {
-        const x0 = xOff + r * d;
-        const x1 = x0 + d;
-        let a0 = 0, a1 = 0, a2 = 0, a3 = 0, e0 = 0, e1 = 0, e2 = 0, e3 = 0;
-        for (let t = 0; t < d; t++) {
-          const p = X[x0 + t];
-          const q = X[x1 + t];
-          const u0 = W[w0 + t], u1 = W[w1 + t], u2 = W[w2 + t], u3 = W[w3 + t];
-          a0 += p * u0; a1 += p * u1; a2 += p * u2; a3 += p * u3;
-          e0 += q * u0; e1 += q * u1; e2 += q * u2; e3 += q * u3;
-        }
-        const y0 = (yRow + r) * k + o;
-        const y1 = y0 + k;
-        Y[y0] = a0 + b0; Y[y0 + 1] = a1 + b1; Y[y0 + 2] = a2 + b2; Y[y0 + 3] = a3 + b3;
-        Y[y1] = e0 + b0; Y[y1 + 1] = e1 + b1; Y[y1 + 2] = e2 + b2; Y[y1 + 3] = e3 + b3;
-      }
-      if (r < c1) {
-        const x0 = xOff + r * d;
-        let a0 = 0, a1 = 0, a2 = 0, a3 = 0;
-        for (let t = 0; t < d; t++) {
-          const p = X[x0 + t];
-          a0 += p * W[w0 + t]; a1 += p * W[w1 + t]; a2 += p * W[w2 + t]; a3 += p * W[w3 + t];
-        }
-        const y0 = (yRow + r) * k + o;
-        Y[y0] = a0 + b0; Y[y0 + 1] = a1 + b1; Y[y0 + 2] = a2 + b2; Y[y0 + 3] = a3 + b3;
-      }
-    }
-    for (; o < k; o++) {
-      const w0 = o * d;
-      for (let r = c0; r < c1; r++) {
-        const x0 = xOff + r * d;
-        let a = 0;
-        for (let t = 0; t < d; t++) a += X[x0 + t] * W[w0 + t];
-        Y[(yRow + r) * k + o] = a + b[o];
-      }
-    }
-  }
-}
-
-/** G (out x inD) += dY^T X, gb += column sums of dY; dY n x out, X n x inD. */
-function linGradW(dY: Float64Array, n: number, out: number, X: Float64Array, inD: number, G: Float64Array, gb: Float64Array): void {
-  for (let r = 0; r < n; r++) {
-    const y0 = r * out;
-    for (let o = 0; o < out; o++) gb[o] += dY[y0 + o];
-  }
-  let o = 0;
-  for (; o + 2 <= out; o += 2) {
-    const g0 = o * inD;
-    const g1 = g0 + inD;
-    let r = 0;
-    for (; r + 4 <= n; r += 4) {
-      const a0 = dY[r * out + o], a1 = dY[(r + 1) * out + o], a2 = dY[(r + 2) * out + o], a3 = dY[(r + 3) * out + o];
-      const b0 = dY[r * out + o + 1], b1 = dY[(r + 1) * out + o + 1], b2 = dY[(r + 2) * out + o + 1], b3 = dY[(r + 3) * out + o + 1];
-      const x0 = r * inD, x1 = x0 + inD, x2 = x1 + inD, x3 = x2 + inD;
-      for (let t = 0; t < inD; t++) {
-        const p0 = X[x0 + t], p1 = X[x1 + t], p2 = X[x2 + t], p3 = X[x3 + t];
-        G[g0 + t] += a0 * p0 + a1 * p1 + a2 * p2 + a3 * p3;
-        G[g1 + t] += b0 * p0 + b1 * p1 + b2 * p2 + b3 * p3;
-      }
-    }
-    for (; r < n; r++) {
-      const a0 = dY[r * out + o], b0 = dY[r * out + o + 1];
-      const x0 = r * inD;
-      for (let t = 0; t < inD; t++) {
-        const p0 = X[x0 + t];
-        G[g0 + t] += a0 * p0;
-        G[g1 + t] += b0 * p0;
-      }
-    }
-  }
-  for (; o < out; o++) {
-    const g0 = o * inD;
-    for (let r = 0; r < n; r++) {
-      const a0 = dY[r * out + o];
-      const x0 = r * inD;
-      for (let t = 0; t < inD; t++) G[g0 + t] += a0 * X[x0 + t];
-    }
-  }
-}
-
-/**
- * Projection weight gradient on stacked Float32 input rows: G (k x d) += dY^T X, gb += column
- * sums of dY; dY n x k, X n x d. Two outputs x eight rows register blocking.
- */
-function projGradW(dY: Float64Array, n: number, k: number, X: Float32Array, d: number, G: Float64Array, gb: Float64Array): void {
-  // chunks of 64 rows stay in cache while every weight-row pair passes over them
-  const CHUNK = 64;
-  for (let c0 = 0; c0 < n; c0 += CHUNK) {
-    const rows = min(CHUNK, n - c0);
-    projGradWChunk(dY.subarray(c0 * k, (c0 + rows) * k), rows, k, X.subarray(c0 * d, (c0 + rows) * d), d, G, gb);
-  }
-}
-
-function projGradWChunk(dY: Float64Array, n: number, k: number, X: Float32Array, d: number, G: Float64Array, gb: Float64Array): void {
-  for (let r = 0; r < n; r++) {
-    const y0 = r * k;
-    for (let o = 0; o < k; o++) gb[o] += dY[y0 + o];
-  }
-  let o = 0;
-  for (; o + 2 <= k; o += 2) {
-    const g0 = o * d;
-    const g1 = g0 + d;
-    let r = 0;
-    for (; r + 8 <= n; r += 8) {
-      const y = r * k + o;
-      const a0 = dY[y], a1 = dY[y + k], a2 = dY[y + 2 * k], a3 = dY[y + 3 * k];
-      const a4 = dY[y + 4 * k], a5 = dY[y + 5 * k], a6 = dY[y + 6 * k], a7 = dY[y + 7 * k];
-      const b0 = dY[y + 1], b1 = dY[y + k + 1], b2 = dY[y + 2 * k + 1], b3 = dY[y + 3 * k + 1];
-      const b4 = dY[y + 4 * k + 1], b5 = dY[y + 5 * k + 1], b6 = dY[y + 6 * k + 1], b7 = dY[y + 7 * k + 1];
-      const x0 = r * d, x1 = x0 + d, x2 = x1 + d, x3 = x2 + d, x4 = x3 + d, x5 = x4 + d, x6 = x5 + d, x7 = x6 + d;
-      for (let t = 0; t < d; t++) {
-        const p0 = X[x0 + t], p1 = X[x1 + t], p2 = X[x2 + t], p3 = X[x3 + t];
-        const p4 = X[x4 + t], p5 = X[x5 + t], p6 = X[x6 + t], p7 = X[x7 + t];
-        G[g0 + t] += a0 * p0 + a1 * p1 + a2 * p2 + a3 * p3 + a4 * p4 + a5 * p5 + a6 * p6 + a7 * p7;
-        G[g1 + t] += b0 * p0 + b1 * p1 + b2 * p2 + b3 * p3 + b4 * p4 + b5 * p5 + b6 * p6 + b7 * p7;
-      }
-    }
-    for (; r < n; r++) {
-      const a0 = dY[r * k + o], b0 = dY[r * k + o + 1];
-      const x0 = r * d;
-      for (let t = 0; t < d; t++) {
-        const p0 = X[x0 + t];
-        G[g0 + t] += a0 * p0;
-        G[g1 + t] += b0 * p0;
-      }
-    }
-  }
-  for (; o < k; o++) {
-    const g0 = o * d;
-    for (let r = 0; r < n; r++) {
-      const a0 = dY[r * k + o];
-      const x0 = r * d;
-      for (let t = 0; t < d; t++) G[g0 + t] += a0 * X[x0 + t];
-    }
-  }
-}
-
-/** Row-wise LayerNorm of Z (n x k) into Y; keeps xhat and 1/sigma for the backward pass. */
-function lnFwd(Z: Float64Array, n: number, k: number, g: Float64Array, b: Float64Array, Y: Float64Array, xh: Float64Array, rs: Float64Array): void {
-  for (let r = 0; r < n; r++) {
-    const o = r * k;
-    let mu = 0;
-    for (let t = 0; t < k; t++) mu += Z[o + t];
-    mu /= k;
-    let v = 0;
-    for (let t = 0; t < k; t++) {
-      const e = Z[o + t] - mu;
-      v += e * e;
-    }
-    const s = 1 / sqrt(v / k + LN_EPS);
-    rs[r] = s;
-    for (let t = 0; t < k; t++) {
-      const x = (Z[o + t] - mu) * s;
-      xh[o + t] = x;
-      Y[o + t] = g[t] * x + b[t];
-    }
-  }
-}
-
-/** LayerNorm backward: dZ = d LN / dZ applied to dY; gg, gb accumulate the gamma/beta gradients. */
-function lnBwd(dY: Float64Array, n: number, k: number, g: Float64Array, xh: Float64Array, rs: Float64Array, gg: Float64Array, gb: Float64Array, dZ: Float64Array): void {
-  for (let r = 0; r < n; r++) {
-    const o = r * k;
-    let m1 = 0;
-    let m2 = 0;
-    for (let t = 0; t < k; t++) {
-      const dy = dY[o + t];
-      const x = xh[o + t];
-      gg[t] += dy * x;
-      gb[t] += dy;
-      const dx = dy * g[t];
-      m1 += dx;
-      m2 += dx * x;
-    }
-    m1 /= k;
-    m2 /= k;
-    const s = rs[r];
-    for (let t = 0; t < k; t++) dZ[o + t] = s * (dY[o + t] * g[t] - m1 - xh[o + t] * m2);
-  }
-}
-
-/**
- * Dropout multipliers: 0 with probability p, else 1/(1-p). One draw from rng seeds a local
- * counter-based generator (32-bit state, integer mixing) for the whole mask, so the mask is
- * a deterministic function of the rng's state and the hot loop makes no method calls.
- */
-function fillMask(mask: Float64Array, len: number, p: number, rng: Rng): void {
-  const keep = 1 / (1 - p);
-  const threshold = p * 4294967296;
-  let state = (rng.next() * 4294967296) >>> 0;
-  for (let i = 0; i < len; i++) {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let z = state;
-    z = imul(z ^ (z >>> 16), 0x21f0aaad);
-    z = imul(z ^ (z >>> 15), 0x735a2d97);
-    z = (z ^ (z >>> 15)) >>> 0;
-    mask[i] = z < threshold ? 0 : keep;
-  }
-}
 
 // ---------------------------------------------------------------------------
 // Workspace (per call, grown to the longest list)
 // ---------------------------------------------------------------------------
 
-class Workspace {
+export class Workspace {
   cap = 0;
   /** Whether the forward pass drew dropout masks (the backward pass applies them). */
   dropOn = false;
@@ -909,7 +572,7 @@ function backwardList(c: RankerConfig, P: P64, G: P64 | null, list: RankList, ws
 }
 
 /** Mean loss over lists and (optionally) double gradients; the shared core of the public API. */
-function lossCore(c: RankerConfig, P: P64, lists: RankList[], G: P64 | null, rng: Rng | null, workspace?: Workspace): number {
+export function lossCore(c: RankerConfig, P: P64, lists: RankList[], G: P64 | null, rng: Rng | null, workspace?: Workspace): number {
   if (lists.length === 0) return 0;
   const { d, width: k } = c;
   const ws = workspace ?? new Workspace(c);
@@ -1020,144 +683,4 @@ export function rankerLoss(config: RankerConfig, params: RankerParams, lists: Ra
   checkParams(config, params);
   for (const l of lists) checkList(config, l, true);
   return lossCore(config, toP64(config, params), lists, null, null);
-}
-
-function trainable(list: RankList): boolean {
-  if (!list.safe) return false;
-  let s = 0;
-  for (let i = 0; i < list.m; i++) if (list.safe[i]) s++;
-  return s > 0 && s < list.m;
-}
-
-/**
- * AdamW training on mini-batches of lists (shuffled with the seed), optional early
- * stopping on validation loss. Returns new parameter blocks (the input is not modified).
- */
-export function trainRanker(
-  config: RankerConfig,
-  params: RankerParams,
-  lists: RankList[],
-  opts: TrainRankerOptions = {},
-): { params: RankerParams; summary: TrainRankerSummary } {
-  const t0 = Date.now();
-  checkConfig(config);
-  checkParams(config, params);
-  const epochs = opts.epochs ?? 30;
-  const batchSize = opts.batchSize ?? 16;
-  const lr = opts.lr ?? 1e-3;
-  const wd = opts.weightDecay ?? 1e-4;
-  const patience = opts.patience ?? 5;
-  const beta1 = 0.9;
-  const beta2 = 0.999;
-  const adamEps = 1e-8;
-  if (!(Number.isInteger(epochs) && epochs >= 0)) throw new RangeError(`trainRanker: epochs must be a non-negative integer, got ${epochs}`);
-  if (!(Number.isInteger(batchSize) && batchSize >= 1)) throw new RangeError(`trainRanker: batchSize must be a positive integer, got ${batchSize}`);
-
-  const train: RankList[] = [];
-  for (const l of lists) {
-    checkList(config, l, false);
-    if (trainable(l)) train.push(l);
-  }
-  const skipped = lists.length - train.length;
-  let val: RankList[] | undefined;
-  let valSkipped: number | undefined;
-  if (opts.val) {
-    val = [];
-    for (const l of opts.val) {
-      checkList(config, l, false);
-      if (trainable(l)) val.push(l);
-    }
-    valSkipped = opts.val.length - val.length;
-    if (val.length === 0) val = undefined;
-  }
-
-  const names = rankerBlockShapes(config).map(([name]) => name);
-  const P = toP64(config, params);
-  const mom = toP64(config, null);
-  const vel = toP64(config, null);
-  const G = toP64(config, null);
-  const ws = new Workspace(config);
-  const rng = new Rng(opts.seed ?? 1);
-  const order = new Uint32Array(train.length);
-  for (let i = 0; i < order.length; i++) order[i] = i;
-
-  const snapshot = (): RankerParams => {
-    const out: RankerParams = {};
-    for (const name of names) out[name] = Float32Array.from(P[FIELD_OF[name]]);
-    return out;
-  };
-  let best = snapshot();
-  let bestEpoch = 0;
-  let bestVal = Infinity;
-  let bestTrain = NaN;
-  let bestValLoss: number | undefined;
-  let sinceBest = 0;
-  let step = 0;
-  let ran = 0;
-
-  for (let epoch = 1; epoch <= epochs && train.length > 0; epoch++) {
-    ran = epoch;
-    rng.shuffle(order);
-    let lossSum = 0;
-    for (let b0 = 0; b0 < train.length; b0 += batchSize) {
-      const batch: RankList[] = [];
-      for (let i = b0; i < min(train.length, b0 + batchSize); i++) batch.push(train[order[i]]);
-      for (const name of names) G[FIELD_OF[name]].fill(0);
-      const loss = lossCore(config, P, batch, G, rng, ws);
-      lossSum += loss * batch.length;
-      step++;
-      const bc1 = 1 - pow(beta1, step);
-      const bc2 = 1 - pow(beta2, step);
-      for (const name of names) {
-        const f = FIELD_OF[name];
-        const p = P[f];
-        const g = G[f];
-        const mm = mom[f];
-        const vv = vel[f];
-        const decay = DECAYED.has(name) ? 1 - lr * wd : 1;
-        for (let i = 0; i < p.length; i++) {
-          const gi = g[i];
-          const mi = (mm[i] = beta1 * mm[i] + (1 - beta1) * gi);
-          const vi = (vv[i] = beta2 * vv[i] + (1 - beta2) * gi * gi);
-          p[i] = p[i] * decay - (lr * (mi / bc1)) / (sqrt(vi / bc2) + adamEps);
-        }
-      }
-      // keep the master weights exactly representable as the Float32 parameters
-      for (const name of names) {
-        const p = P[FIELD_OF[name]];
-        for (let i = 0; i < p.length; i++) p[i] = fround(p[i]);
-      }
-    }
-    const trainLoss = lossSum / train.length;
-    let valLoss: number | undefined;
-    if (val) valLoss = lossCore(config, P, val, null, null, ws);
-    opts.onEpoch?.({ epoch, trainLoss, valLoss });
-    if (val) {
-      if ((valLoss as number) < bestVal) {
-        bestVal = valLoss as number;
-        bestValLoss = valLoss;
-        bestEpoch = epoch;
-        bestTrain = trainLoss;
-        best = snapshot();
-        sinceBest = 0;
-      } else if (++sinceBest >= patience) {
-        break;
-      }
-    } else {
-      bestEpoch = epoch;
-      bestTrain = trainLoss;
-    }
-  }
-  if (!val) best = snapshot();
-  const summary: TrainRankerSummary = {
-    lists: train.length,
-    skipped,
-    epochs: ran,
-    bestEpoch,
-    trainLoss: bestTrain,
-    seconds: (Date.now() - t0) / 1000,
-  };
-  if (opts.val) summary.valSkipped = valSkipped;
-  if (bestValLoss !== undefined) summary.valLoss = bestValLoss;
-  return { params: best, summary };
 }

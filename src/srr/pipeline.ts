@@ -4,9 +4,10 @@
  */
 import { createHash } from "node:crypto";
 
-import type { LayerSpec, Model } from "../model";
+import { checkLayers, type LayerSpec } from "../core/activations";
+import type { Model } from "../core/model";
 import { Probe } from "../probe/probe";
-import type { Features } from "../probe/types";
+import type { Features } from "../core/activations";
 import { hasBothLabels, loadResponseFiles, RankItem, splitByInstruction, splitBySource } from "./data";
 import { expectedRandomTop1, firstScores, longestScores, rankingMetrics, RankingMetrics, scoreItems, shortestScores, top1SafeAccuracy } from "./metrics";
 import type { RankList } from "./network";
@@ -159,7 +160,7 @@ export interface TrainRankerJob extends RankerDataOptions, RankerTrainOptions {
 export async function trainRankerOnFiles(model: Model, o: TrainRankerJob): Promise<{ ranker: Ranker; test: RankerEvaluation; seconds: number; trainSeconds: number }> {
   const t0 = performance.now();
   const layer = o.layer ?? defaultRankerLayer(model.info.nLayer);
-  model.resolveLayers([layer]);
+  checkLayers([layer], model.info.nLayer);
   const { train, val, test } = await loadRankerData(o);
   const tr = listsWithBoth(train);
   const va = listsWithBoth(val);

@@ -8,15 +8,19 @@
  *                cosine(instruction, candidate) / tau, softmax; trained listwise (src/srr/network.ts)
  *
  * A ranker file is JSON data: format and version, config, weights, layer, input
- * rendering and the model's fingerprint.
+ * rendering and the model's fingerprint (the envelope in src/io/model-file.ts).
  */
 
-import { ProbeFileError } from "../errors";
-import { readJsonFile, writeJsonFile } from "../jsonfile";
-import type { GenerateOptions, GenerateResult, GenerationCandidate } from "../generate";
-import type { CaptureInput, LayerSpec, Model } from "../model";
-import { DEFAULT_PROBE_INPUT, ProbeInput } from "../probe/probe";
-import { initRanker, RankerConfig, RankerParams, RankList, rankerScores, trainRanker } from "./network";
+import type { CaptureInput, LayerSpec } from "../core/activations";
+import { chatOptionOf, type ChatOptions, DEFAULT_INPUT_FORMAT, type InputFormat, readInputFormat } from "../core/chat";
+import type { GenerateOptions, GenerateResult, GenerationCandidate } from "../core/generate";
+import type { Model } from "../core/model";
+import { checkModelIdentity, identityOf, type ModelIdentity, readEnvelope, readJsonFile, writeJsonFile } from "../io/model-file";
+import { initRanker, type RankerConfig, type RankerParams, type RankList, rankerScores } from "./network";
+import { trainRanker } from "./train";
+
+
+
 
 export const RANKER_FORMAT = "safety-lens/ranker";
 export const RANKER_VERSION = 1;
@@ -44,7 +48,7 @@ export interface RankerTrainOptions {
   weightDecay?: number;
   seed?: number;
   patience?: number;
-  input?: ProbeInput;
+  input?: InputFormat;
   maxResponseTokens?: number;
   onLog?: (m: string) => void;
 }
@@ -59,16 +63,15 @@ export class Ranker {
     readonly config: RankerConfig,
     private readonly params: RankerParams,
     readonly layer: LayerSpec,
-    readonly input: ProbeInput,
+    readonly input: InputFormat,
     readonly maxResponseTokens: number,
-    readonly modelInfo: { fingerprint: string; name: string; arch: string; nLayer: number; nEmbd: number },
+    readonly modelInfo: ModelIdentity,
     readonly training: Record<string, unknown>,
   ) {}
 
   /** The `chat` option that renders instructions as this ranker expects. */
-  chatOption(): boolean | { addAssistantPrefix: boolean; systemPrompt?: string } {
-    if (!this.input.chat) return false;
-    return { addAssistantPrefix: this.input.addAssistantPrefix, ...(this.input.systemPrompt ? { systemPrompt: this.input.systemPrompt } : {}) };
+  chatOption(): boolean | ChatOptions {
+    return chatOptionOf(this.input);
   }
 
   /** Trains a ranker on lists of features (see srrFeatures). */
@@ -92,16 +95,10 @@ export class Ranker {
       patience: o.patience,
       onEpoch: o.onLog ? (e) => o.onLog!(`epoch ${e.epoch}: train loss ${e.trainLoss.toFixed(4)}${e.valLoss !== undefined ? `, val loss ${e.valLoss.toFixed(4)}` : ""}`) : undefined,
     });
-    const info = model.info;
-    const ranker = new Ranker(
-      config,
-      r.params,
-      o.layer,
-      o.input ?? DEFAULT_PROBE_INPUT,
-      o.maxResponseTokens ?? 256,
-      { fingerprint: info.fingerprint, name: info.name, arch: info.arch, nLayer: info.nLayer, nEmbd: info.nEmbd },
-      { summary: r.summary, created: new Date().toISOString() },
-    );
+    const ranker = new Ranker(config, r.params, o.layer, o.input ?? DEFAULT_INPUT_FORMAT, o.maxResponseTokens ?? 256, identityOf(model.info), {
+      summary: r.summary,
+      created: new Date().toISOString(),
+    });
     return { ranker, summary: r.summary as unknown as Record<string, unknown> };
   }
 
@@ -163,14 +160,7 @@ export class Ranker {
   }
 
   checkModel(model: Pick<Model, "info">, file: string | null = null): void {
-    if (model.info.fingerprint !== this.modelInfo.fingerprint) {
-      throw new ProbeFileError(
-        "PROBE_MODEL_MISMATCH",
-        file,
-        `this ranker was trained on model ${this.modelInfo.name} (${this.modelInfo.fingerprint}), not on ${model.info.name} (${model.info.fingerprint}); ` +
-          "hidden states of different models are not comparable: train a ranker for this model",
-      );
-    }
+    checkModelIdentity("ranker", this.modelInfo, model.info, file);
   }
 
   toJSON(): Record<string, unknown> {
@@ -194,25 +184,14 @@ export class Ranker {
   }
 
   static async load(file: string, model?: Pick<Model, "info">): Promise<Ranker> {
-    const json = await readJsonFile(file, "ranker");
-    const r = Ranker.fromJSON(json, file);
+    const r = Ranker.fromJSON(await readJsonFile(file, "ranker"), file);
     if (model) r.checkModel(model, file);
     return r;
   }
 
   /** Validates a parsed ranker file: every weight block's size follows from the config. */
   static fromJSON(json: unknown, file: string | null = null): Ranker {
-    const bad = (detail: string): never => {
-      throw new ProbeFileError("PROBE_INVALID", file, detail);
-    };
-    if (json === null || typeof json !== "object" || Array.isArray(json)) bad("a ranker file is a JSON object");
-    const o = json as Record<string, unknown>;
-    if (o.format !== RANKER_FORMAT) bad(`not a safety-lens ranker (format ${JSON.stringify(o.format)}, expected "${RANKER_FORMAT}")`);
-    if (o.version !== RANKER_VERSION) bad(`unsupported ranker version ${JSON.stringify(o.version)} (this safety-lens reads version ${RANKER_VERSION})`);
-    const m = o.model as Record<string, unknown>;
-    if (!m || typeof m !== "object" || typeof m.fingerprint !== "string" || !Number.isInteger(m.nEmbd) || !Number.isInteger(m.nLayer)) {
-      bad("model must give fingerprint, nEmbd and nLayer");
-    }
+    const { json: o, model: m, training, bad } = readEnvelope(json, file, "ranker", RANKER_FORMAT, RANKER_VERSION);
     const c = o.config as Record<string, unknown>;
     const int = (v: unknown, name: string, min: number, max: number) => {
       if (!Number.isInteger(v) || (v as number) < min || (v as number) > max) bad(`config.${name} must be an integer between ${min} and ${max}`);
@@ -228,31 +207,26 @@ export class Ranker {
       dropout: typeof c.dropout === "number" && c.dropout >= 0 && c.dropout < 1 ? c.dropout : bad("config.dropout must be in [0, 1)"),
       lite: typeof c.lite === "boolean" ? c.lite : bad("config.lite must be a boolean"),
     };
-    if (config.d !== m.nEmbd) bad(`config.d (${config.d}) differs from the model width (${m.nEmbd as number})`);
+    if (config.d !== m.nEmbd) bad(`config.d (${config.d}) differs from the model width (${m.nEmbd})`);
     if (config.width % config.heads !== 0) bad("config.width must be a multiple of config.heads");
     const layer = o.layer as LayerSpec;
-    if (!(layer === "final" || (Number.isInteger(layer) && (layer as number) >= 0 && (layer as number) < (m.nLayer as number)))) bad(`invalid layer ${JSON.stringify(layer)}`);
-    const input = o.input as ProbeInput;
-    if (!input || typeof input.chat !== "boolean" || typeof input.addAssistantPrefix !== "boolean" || !(input.systemPrompt === null || typeof input.systemPrompt === "string")) {
-      bad("input must give chat, addAssistantPrefix and systemPrompt");
-    }
+    if (!(layer === "final" || (Number.isInteger(layer) && (layer as number) >= 0 && (layer as number) < m.nLayer))) bad(`invalid layer ${JSON.stringify(layer)}`);
+    const input = readInputFormat(o.input, bad);
     const maxResponseTokens = int(o.maxResponseTokens, "maxResponseTokens", 1, 1 << 20);
     // expected block sizes from a fresh init with this config
     const expected = initRanker(config, 1).params;
     const w = o.weights as Record<string, unknown>;
-    if (!w || typeof w !== "object") bad("weights missing");
+    if (!w || typeof w !== "object" || Array.isArray(w)) bad("weights missing");
     const params: RankerParams = {};
     for (const [k, ref] of Object.entries(expected)) {
       const v = w[k];
-      if (!Array.isArray(v) || v.length !== ref.length || !v.every((x) => typeof x === "number" && Number.isFinite(x))) {
-        bad(`weights.${k} must be ${ref.length} finite numbers`);
-      }
-      params[k] = Float32Array.from(v as number[]);
+      const block = Array.isArray(v) && v.length === ref.length && v.every((x) => typeof x === "number") ? Float32Array.from(v as number[]) : null;
+      // finite as float32: a 1e308 is finite JSON but Infinity once stored
+      if (!block || !block.every((x) => Number.isFinite(x))) bad(`weights.${k} must be ${ref.length} finite numbers`);
+      params[k] = block!;
     }
-    for (const k of Object.keys(w)) if (!(k in expected)) bad(`unexpected weight block ${JSON.stringify(k)}`);
-    const modelInfo = { fingerprint: m.fingerprint as string, name: String(m.name ?? ""), arch: String(m.arch ?? ""), nLayer: m.nLayer as number, nEmbd: m.nEmbd as number };
-    const training = o.training && typeof o.training === "object" ? (o.training as Record<string, unknown>) : {};
-    return new Ranker(config, params, layer, { ...input }, maxResponseTokens, modelInfo, training);
+    for (const k of Object.keys(w)) if (!Object.prototype.hasOwnProperty.call(expected, k)) bad(`unexpected weight block ${JSON.stringify(k)}`);
+    return new Ranker(config, params, layer, input, maxResponseTokens, m, training);
   }
 }
 
@@ -285,10 +259,9 @@ export async function srrFeatures(
   model: Model,
   lists: readonly SrrListInput[],
   layer: LayerSpec,
-  opts: { input?: ProbeInput; maxResponseTokens?: number; signal?: AbortSignal; onProgress?: (done: number, total: number) => void } = {},
+  opts: { input?: InputFormat; maxResponseTokens?: number; signal?: AbortSignal; onProgress?: (done: number, total: number) => void } = {},
 ): Promise<RankList[]> {
-  const input = opts.input ?? DEFAULT_PROBE_INPUT;
-  const chat = input.chat ? { addAssistantPrefix: input.addAssistantPrefix, ...(input.systemPrompt ? { systemPrompt: input.systemPrompt } : {}) } : false;
+  const chat = chatOptionOf(opts.input ?? DEFAULT_INPUT_FORMAT);
   const maxResp = opts.maxResponseTokens ?? 256;
   const seqs: Int32Array[] = [];
   const shape: { m: number; safe: Uint8Array | undefined }[] = [];

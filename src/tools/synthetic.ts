@@ -11,16 +11,8 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { finished } from "node:stream/promises";
 import { promisify } from "node:util";
-import {
-  f32ToF16,
-  GgmlType,
-  GgufValueType,
-  readGgufInfo,
-  readGgufMetadataEntries,
-  writeGguf,
-  type GgufMetadataEntry,
-  type GgufTensorInput,
-} from "./gguf";
+import { GgmlType, type GgufMetadataEntry, GgufValueType, readGgufInfo, readGgufMetadataEntries } from "../io/gguf";
+import { f32ToF16, type GgufTensorInput, writeGguf } from "./gguf-writer";
 
 const execFileAsync = promisify(execFile);
 

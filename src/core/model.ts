@@ -10,31 +10,33 @@
  */
 import * as path from "node:path";
 
-import { ChatMessage, isChatMessages, renderChat } from "./chat";
-import { AbortError, DecodeError, InputError, ModelLoadError, ModelStateError, SafetyLensError } from "./errors";
+import { AbortError, InputError, ModelLoadError, ModelStateError } from "../errors";
+import { ggufFingerprint, readGgufInfo } from "../io/gguf";
 import {
-  GenerateOptions,
-  GenerateResult,
-  GenerationCandidate,
-  GenerationStream,
-  PieceDecoder,
-  TokenEvent,
-  makeStream,
-  resolveGenerateOptions,
-} from "./generate";
-import { ggufFingerprint, readGgufInfo } from "./gguf";
+  Activations,
+  checkLayers,
+  describeOption as describe,
+  type CaptureInput,
+  type CaptureOptions,
+  type LayerSpec,
+  type Pool,
+  type PreparedTexts,
+} from "./activations";
+import { type ChatMessage, type ChatOptions, isChatMessages, type PrepareOptions, renderChat } from "./chat";
+import { type GenerateOptions, type GenerateResult, type GenerationStream, makeStream, resolveGenerateOptions, runGeneration, type TokenEvent } from "./generate";
 import {
-  GpuOption,
-  NativeContext,
-  NativeModel,
-  NativeModelInfo,
+  type GpuOption,
+  mapNativeError,
+  type NativeContext,
+  type NativeModel,
+  type NativeModelInfo,
   ensureLibraries,
   physicalCoreCount,
   resolveGpu,
 } from "./native";
 
 /** The model shipped in the package: stories260K (MIT), a 260K-parameter llama trained on TinyStories. */
-export const DEFAULT_MODEL_PATH = path.join(__dirname, "..", "models", "stories260K.gguf");
+export const DEFAULT_MODEL_PATH = path.join(__dirname, "..", "..", "models", "stories260K.gguf");
 
 export interface LoadModelOptions {
   /** A GGUF file. Default: the embedded stories260K model. */
@@ -93,117 +95,27 @@ export interface ModelInfo {
   kvCacheType: "f32" | "f16";
 }
 
-export type LayerSpec = number | "final";
-export type Pool = "last" | "mean" | "tokens";
-export type CaptureInput = string | ChatMessage[];
-
-export interface ChatOptions {
-  /** Append the assistant turn's opening (add_generation_prompt), as the safety papers read prompts. Default true. */
-  addAssistantPrefix?: boolean;
-  /** A system message put before each conversation that has none. */
-  systemPrompt?: string;
-}
-
-export interface PrepareOptions {
-  /** Render string inputs as a user message with the model's chat template. Chat message arrays are always rendered. */
-  chat?: boolean | ChatOptions;
-}
-
-export interface CaptureProgressInfo {
-  textsDone: number;
-  texts: number;
-  tokensDone: number;
-  tokens: number;
-}
-
-export interface CaptureOptions extends PrepareOptions {
-  /** Layers to read: 0-based layer numbers (the output of that transformer block) and/or "final" (after the final norm). */
-  layers: LayerSpec[];
-  /** "last" token (default), "mean" over all tokens, or every token ("tokens", with offsets). */
-  pool?: Pool;
-  /** Stop the forward pass once the deepest requested layer is read. Default true; values are the same either way. */
-  earlyExit?: boolean;
-  signal?: AbortSignal;
-  onProgress?: (progress: CaptureProgressInfo) => void;
-}
-
-/** Tokenized inputs, ready for capture. */
-export interface PreparedTexts {
-  tokens: Int32Array;
-  /** texts + 1 offsets into tokens. */
-  offsets: Uint32Array;
-}
-
-/** Captured hidden states: one Float32Array per layer, row-major. */
-export class Activations {
-  /** For pool "tokens": offsets[i]..offsets[i+1] are text i's rows. For "last"/"mean": 0..texts. */
-  readonly offsets: Uint32Array;
-  constructor(
-    readonly layers: readonly LayerSpec[],
-    readonly pool: Pool,
-    readonly nEmbd: number,
-    readonly count: number,
-    /** Tokens in each text. */
-    readonly tokenCounts: Uint32Array,
-    private readonly data: Float32Array[],
-    offsets: Uint32Array,
-  ) {
-    this.offsets = offsets;
-  }
-
-  /** Rows per layer: the number of texts, or of tokens for pool "tokens". */
-  get rows(): number {
-    return this.pool === "tokens" ? this.offsets[this.count] : this.count;
-  }
-
-  /** All rows of one layer (rows x nEmbd, row-major); a view, not a copy. */
-  layer(layer: LayerSpec): Float32Array {
-    const i = this.layers.indexOf(layer);
-    if (i < 0) throw new RangeError(`layer ${JSON.stringify(layer)} was not captured (captured: ${this.layers.map((l) => JSON.stringify(l)).join(", ")})`);
-    return this.data[i];
-  }
-
-  /** Text i's vector (pool last/mean) or its tokens' rows (pool tokens); a view. */
-  get(layer: LayerSpec, text: number): Float32Array {
-    if (!Number.isInteger(text) || text < 0 || text >= this.count) throw new RangeError(`text index ${text} is out of range 0..${this.count - 1}`);
-    const d = this.layer(layer);
-    const n = this.nEmbd;
-    if (this.pool === "tokens") return d.subarray(this.offsets[text] * n, this.offsets[text + 1] * n);
-    return d.subarray(text * n, (text + 1) * n);
-  }
-}
-
 function checkInt(name: string, v: unknown, min: number, max: number): number {
   if (typeof v !== "number" || !Number.isInteger(v)) throw new TypeError(`${name} must be an integer, got ${describe(v)}`);
   if (v < min || v > max) throw new RangeError(`${name} must be between ${min} and ${max}, got ${v}`);
   return v;
 }
 
-function describe(v: unknown): string {
-  if (typeof v === "string") return JSON.stringify(v.length > 40 ? `${v.slice(0, 40)}…` : v);
-  if (Array.isArray(v)) return "an array";
-  if (v === null) return "null";
-  return typeof v === "object" ? "an object" : `${typeof v} ${String(v)}`;
-}
-
-/** Rethrows a native rejection as a typed error that keeps the caller's stack. */
-function mapNativeError(e: unknown, callSite: Error): Error {
-  const msg = e instanceof Error ? e.message : String(e);
-  const code = (e as { code?: string } | null)?.code;
-  let err: Error;
-  if (e instanceof SafetyLensError) err = e;
-  else if (code === "ABORTED") err = new AbortError();
-  else if (e instanceof TypeError || e instanceof RangeError) err = e;
-  else err = new DecodeError("DECODE_FAILED", msg, { cause: e });
-  const site = callSite.stack?.split("\n").slice(1).join("\n");
-  if (site) err.stack = `${err.name}: ${err.message}\n${site}`;
-  return err;
-}
-
 /** Symbol.asyncDispose; Node 20 defines it as Symbol.for("nodejs.asyncDispose"), some sandboxes (jest) do not. */
 const asyncDispose: typeof Symbol.asyncDispose = Symbol.asyncDispose ?? (Symbol.for("nodejs.asyncDispose") as typeof Symbol.asyncDispose);
 
-const POOLS: Record<Pool, number> = { last: 0, mean: 1, tokens: 2 };
+const POOLS: Readonly<Record<Pool, number>> = Object.freeze({ last: 0, mean: 1, tokens: 2 });
+
+/** Key of the accessor that src/core/internal.ts (benchmarks, tests) reads a model's native side through. */
+export const kInternal = Symbol("safety-lens.internal");
+
+/** What the internal entry (src/core/internal.ts) may use; not part of the public API. */
+export interface ModelInternals {
+  prepare(inputs: readonly CaptureInput[] | PreparedTexts, options: PrepareOptions): PreparedTexts;
+  checkUsable(): void;
+  extraContext(kind: "embeddings" | "plain"): Promise<NativeContext>;
+  exclusive<T>(callSite: Error, job: Promise<T>): Promise<T>;
+}
 
 export class Model {
   private nativeContext: NativeContext | null;
@@ -304,6 +216,16 @@ export class Model {
     return new Model(Object.freeze(info), native, ni, context);
   }
 
+  /** @internal */
+  get [kInternal](): ModelInternals {
+    return {
+      prepare: (inputs, options) => (isPrepared(inputs) ? this.checkPrepared(inputs) : this.prepare(inputs, options)),
+      checkUsable: () => this.checkUsable(),
+      extraContext: (kind) => this.extraContext(kind),
+      exclusive: (callSite, job) => this.exclusive(callSite, job),
+    };
+  }
+
   private checkUsable(): void {
     if (this.disposed) throw new ModelStateError("MODEL_DISPOSED", "the model is disposed");
     if (this.running) throw new ModelStateError("MODEL_BUSY", "the model is busy with another capture; await it before starting the next");
@@ -398,26 +320,6 @@ export class Model {
     return { tokens, offsets };
   }
 
-  /** Validates a layer list; returns the native slot codes (-1 = final). */
-  resolveLayers(layers: unknown): { specs: LayerSpec[]; codes: Int32Array } {
-    if (!Array.isArray(layers) || layers.length === 0) throw new TypeError('layers must be a non-empty array of layer numbers or "final"');
-    const n = this.info.nLayer;
-    const codes = new Int32Array(layers.length);
-    const seen = new Set<LayerSpec>();
-    layers.forEach((l, i) => {
-      if (l === "final") codes[i] = -1;
-      else if (typeof l === "number" && Number.isInteger(l)) {
-        if (l < 0 || l >= n) {
-          throw new RangeError(`layer ${l} is out of range: the model has ${n} layers (0-${n - 1}); use "final" for the output after the final norm`);
-        }
-        codes[i] = l;
-      } else throw new TypeError(`layers[${i}] must be a layer number or "final", got ${describe(l)}`);
-      if (seen.has(l)) throw new RangeError(`layer ${JSON.stringify(l)} is listed twice`);
-      seen.add(l);
-    });
-    return { specs: layers.slice() as LayerSpec[], codes };
-  }
-
   /**
    * Reads the residual stream (the output of the given transformer layers) for
    * every input. Batched: many texts per llama_decode, each its own sequence.
@@ -432,7 +334,7 @@ export class Model {
     if (options.onProgress !== undefined && typeof options.onProgress !== "function") throw new TypeError("onProgress must be a function");
     const signal = options.signal;
     if (signal !== undefined && !(signal instanceof AbortSignal)) throw new TypeError("signal must be an AbortSignal");
-    const { specs, codes } = this.resolveLayers(options.layers);
+    const { specs, codes } = checkLayers(options.layers, this.info.nLayer);
     const prepared = isPrepared(inputs) ? this.checkPrepared(inputs) : this.prepare(inputs, options);
     if (signal?.aborted) throw new AbortError();
 
@@ -503,32 +405,6 @@ export class Model {
   }
 
   /**
-   * llama.cpp's own embeddings output (llama_get_embeddings_ith) for each
-   * input's last token, from a separate context with embeddings on and no
-   * callback: the reference that capture's "final" layer is checked against.
-   */
-  async embed(inputs: readonly CaptureInput[] | PreparedTexts, options: PrepareOptions = {}): Promise<Float32Array> {
-    const callSite = new Error();
-    this.checkUsable();
-    const prepared = isPrepared(inputs) ? this.checkPrepared(inputs) : this.prepare(inputs, options);
-    const out = new Float32Array((prepared.offsets.length - 1) * this.info.nEmbd);
-    await this.exclusive(callSite, this.extraContext("embeddings").then((c) => c.decode({ tokens: prepared.tokens, offsets: prepared.offsets, embeddings: out })));
-    return out;
-  }
-
-  /**
-   * Plain llama_decode over the inputs, batched exactly as capture does but on a
-   * context without the eval callback: the benchmark's floor.
-   */
-  async evaluate(inputs: readonly CaptureInput[] | PreparedTexts, options: PrepareOptions = {}): Promise<{ tokens: number; decodeMs: number }> {
-    const callSite = new Error();
-    this.checkUsable();
-    const prepared = isPrepared(inputs) ? this.checkPrepared(inputs) : this.prepare(inputs, options);
-    const r = await this.exclusive(callSite, this.extraContext("plain").then((c) => c.decode({ tokens: prepared.tokens, offsets: prepared.offsets })));
-    return { tokens: prepared.tokens.length, decodeMs: r.decodeMs };
-  }
-
-  /**
    * Generates n candidate responses to a prompt (text or chat messages) in
    * parallel sequences that share one prefill. With `capture`, the prompt's and
    * each response's hidden states come out of the same decoding work, and
@@ -538,7 +414,7 @@ export class Model {
     const callSite = new Error();
     this.checkUsable();
     const o = resolveGenerateOptions(options, this.info);
-    const layers = o.capture ? this.resolveLayers(o.capture.layers) : null;
+    const layers = o.capture ? checkLayers(o.capture.layers, this.info.nLayer) : null;
     const { text, tokens } = this.renderAndTokenize(input, options, "prompt");
     const ctxSize = this.info.contextSize;
     if (tokens.length + o.n * o.maxTokens > ctxSize) {
@@ -547,108 +423,18 @@ export class Model {
           "lower maxTokens or n, or load the model with a larger contextSize",
       );
     }
-    const signal = options.signal;
-    if (signal?.aborted) throw new AbortError();
-
-    const ctx = this.nativeContext!;
-    const nEmbd = this.info.nEmbd;
-    const t0 = performance.now();
-    let finish!: () => void;
-    this.running = new Promise<void>((r) => (finish = r));
-    const onAbort = () => ctx.cancel();
-    signal?.addEventListener("abort", onAbort, { once: true });
-    const timings = { prefillMs: 0, hookMs: 0, decodeMs: 0, steps: 0, totalMs: 0 };
-    const base = { prompt: text, promptTokens: tokens.length, seed: o.seed, timings };
-    const emptyResult = (reason: "vetoed" | "aborted", prompt: Activations | null): GenerateResult => {
-      timings.totalMs = performance.now() - t0;
-      const candidates: GenerationCandidate[] = Array.from({ length: o.n }, () => ({
-        text: "",
-        tokens: new Int32Array(0),
-        finishReason: reason,
-        hidden: { prompt, response: null },
-      }));
-      return { ...base, candidates, vetoed: reason === "vetoed" };
-    };
-    try {
-      // 1. prefill: the prompt goes into sequence 0 and stays there; its hidden state is read on the way
-      const promptOut = layers && o.capture!.prompt ? layers.specs.map(() => new Float32Array(nEmbd)) : [];
-      const prefill = { tokens, offsets: Uint32Array.of(0, tokens.length), keep: true };
-      try {
-        if (promptOut.length) await ctx.capture({ ...prefill, layers: layers!.codes, pool: 0, outputs: promptOut, earlyExit: false });
-        else await ctx.decode(prefill);
-      } catch (e) {
-        if ((e as { code?: string }).code === "ABORTED") return emptyResult("aborted", null);
-        throw e;
-      }
-      timings.prefillMs = performance.now() - t0;
-      const promptActs = promptOut.length
-        ? new Activations(layers!.specs, "last", nEmbd, 1, Uint32Array.of(tokens.length), promptOut, Uint32Array.of(0, 1))
-        : null;
-
-      // 2. the hook (a guard) sees the prompt before any token is sampled
-      if (options.onPromptHidden) {
-        const th = performance.now();
-        const verdict = await options.onPromptHidden(promptActs!);
-        timings.hookMs = performance.now() - th;
-        if (verdict && typeof verdict === "object" && verdict.stop === true) return emptyResult("vetoed", promptActs);
-      }
-      if (this.disposed) throw new ModelStateError("MODEL_DISPOSED", "the model was disposed during generation");
-      if (signal?.aborted) return emptyResult("aborted", promptActs);
-
-      // 3. n candidates in parallel sequences sharing the prompt's cells
-      const resp = layers && o.capture!.response ? layers : null;
-      const respOut = resp ? resp.specs.map(() => new Float32Array(o.n * nEmbd)) : [];
-      const decoder = new PieceDecoder();
-      const onToken = options.onToken;
-      const r = await ctx.generate(
-        {
-          n: o.n,
-          maxTokens: o.maxTokens,
-          temperature: o.temperature,
-          topK: o.topK,
-          topP: o.topP,
-          minP: o.minP,
-          seed: o.seed,
-          stop: o.stop,
-          ignoreEos: o.ignoreEos,
-          layers: resp ? resp.codes : new Int32Array(0),
-          pool: o.capture?.response === "mean" ? 1 : 0,
-          outputs: respOut,
-        },
-        onToken ? (candidate, token, piece) => onToken({ candidate, token, text: decoder.push(candidate, piece) }) : undefined,
-      );
-      timings.decodeMs = r.decodeMs;
-      timings.steps = r.steps;
-      timings.totalMs = performance.now() - t0;
-      const utf8 = new TextDecoder("utf-8");
-      const candidates: GenerationCandidate[] = r.candidates.map((c, i) => ({
-        text: utf8.decode(c.text),
-        tokens: c.tokens,
-        finishReason: c.finishReason,
-        hidden: {
-          prompt: promptActs,
-          response:
-            resp && c.decoded > 0
-              ? new Activations(
-                  resp.specs,
-                  o.capture!.response as "last" | "mean",
-                  nEmbd,
-                  1,
-                  Uint32Array.of(c.tokens.length),
-                  respOut.map((d) => d.subarray(i * nEmbd, (i + 1) * nEmbd)),
-                  Uint32Array.of(0, 1),
-                )
-              : null,
-        },
-      }));
-      return { ...base, candidates, vetoed: false };
-    } catch (e) {
-      throw mapNativeError(e, callSite);
-    } finally {
-      this.running = null;
-      finish();
-      signal?.removeEventListener("abort", onAbort);
-    }
+    if (options.signal?.aborted) throw new AbortError();
+    const job = runGeneration({
+      ctx: this.nativeContext!,
+      text,
+      tokens,
+      o,
+      layers,
+      nEmbd: this.info.nEmbd,
+      options,
+      isDisposed: () => this.disposed,
+    });
+    return this.exclusive(callSite, job);
   }
 
   /** generate() as an async iterator of token events; `.result` resolves to the full result. */

@@ -5,15 +5,14 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import { parseArgs } from "node:util";
 
-import { UsageError, common, intOption, modelOptions, numOption, parseLayers, print } from "./cli-util";
-import { readTextRecords } from "./jsonl";
-import { loadModel } from "./model";
-import { evaluateProbe, sweepLayers, trainProbe } from "./probe/pipeline";
-import { DEFAULT_PROBE_INPUT, PROBE_METHODS, Probe, ProbeInput, ProbeMethod, ThresholdRule } from "./probe/probe";
-import { evaluateScores, loadAndSplit } from "./probe/pipeline";
-import { promptedScores } from "./probe/prompted";
-import { sweepChartSvg } from "./probe/svg";
-import type { Metrics } from "./probe/types";
+import { loadModel } from "../core/model";
+import { readTextRecords } from "../io/jsonl";
+import { evaluateProbe, evaluateScores, loadAndSplit, sweepLayers, trainProbe } from "../probe/pipeline";
+import { DEFAULT_PROBE_INPUT, PROBE_METHODS, Probe, type ProbeInput, type ProbeMethod, type ThresholdRule } from "../probe/probe";
+import { promptedScores } from "../probe/prompted";
+import { sweepChartSvg } from "../probe/svg";
+import type { Metrics } from "../probe/types";
+import { common, intOption, modelOptions, numOption, parseLayers, print, UsageError } from "./util";
 
 const dataOptions = {
   data: { type: "string", multiple: true },

@@ -1,6 +1,7 @@
-/** Helpers shared by the CLI commands (src/cli.ts, src/cli-probe.ts). */
-import { DEFAULT_MODEL_PATH, LayerSpec } from "./model";
-import { GpuOption } from "./native";
+/** Helpers shared by the CLI commands. */
+import type { LayerSpec } from "../core/activations";
+import { DEFAULT_MODEL_PATH } from "../core/model";
+import type { GpuOption } from "../core/native";
 
 /** A usage error: exit code 2 and the message, no stack. */
 export class UsageError extends Error {}

@@ -10,18 +10,20 @@ import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
 
-import { readTextRecords } from "./jsonl";
-import type { GenerateOptions } from "./generate";
-import { Guard } from "./guard";
-import { Probe } from "./probe/probe";
-import { initRanker, RankList, trainRanker } from "./srr/network";
-import { defaultRankerLayer, Ranker } from "./srr/ranker";
-import type { Features } from "./probe/types";
-import { LayerSpec, loadModel, Model, PreparedTexts } from "./model";
-import { physicalCoreCount } from "./native";
+import type { Features, LayerSpec, PreparedTexts } from "../core/activations";
+import type { GenerateOptions } from "../core/generate";
+import { evaluate } from "../core/internal";
+import { loadModel, type Model } from "../core/model";
+import { physicalCoreCount } from "../core/native";
+import { Guard } from "../guard";
+import { readTextRecords } from "../io/jsonl";
+import { Probe } from "../probe/probe";
+import { initRanker, type RankList } from "../srr/network";
+import { defaultRankerLayer, Ranker } from "../srr/ranker";
+import { trainRanker } from "../srr/train";
 import { createSyntheticModel, extractLlamaVocab } from "./synthetic";
 
-const ROOT = path.join(__dirname, "..");
+const ROOT = path.join(__dirname, "..", "..");
 
 export interface BenchOptions {
   modelPath?: string;
@@ -194,7 +196,7 @@ async function benchCapture(model: Model, texts: string[], nlc: Nlc | null, repe
   const capture4Layers: LayerSpec[] = [0, 1, 2, 3].map((k) => Math.floor((nLayer * (k + 1)) / 4) - 1);
   const earlyExitLayer = Math.floor(nLayer / 2) - 1;
   const runs: Record<string, () => Promise<unknown>> = {
-    floor: () => model.evaluate(prepared),
+    floor: () => evaluate(model, prepared),
     capture4: () => model.capture(prepared, { layers: capture4Layers, earlyExit: false }),
     capture4Early: () => model.capture(prepared, { layers: capture4Layers }),
     earlyExit: () => model.capture(prepared, { layers: [earlyExitLayer] }),

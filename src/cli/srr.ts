@@ -4,11 +4,11 @@
 import * as path from "node:path";
 import { parseArgs } from "node:util";
 
-import { UsageError, common, intOption, modelOptions, numOption, parseLayers, print } from "./cli-util";
-import { readJsonl } from "./jsonl";
-import { loadModel } from "./model";
-import { Ranker } from "./srr/ranker";
-import { evaluateRanker, loadRankerData, RankerEvaluation, trainRankerOnFiles } from "./srr/pipeline";
+import { loadModel } from "../core/model";
+import { readJsonl } from "../io/jsonl";
+import { evaluateRanker, loadRankerData, type RankerEvaluation, trainRankerOnFiles } from "../srr/pipeline";
+import { Ranker } from "../srr/ranker";
+import { common, intOption, modelOptions, numOption, parseLayers, print, UsageError } from "./util";
 
 const dataOptions = {
   data: { type: "string", multiple: true },

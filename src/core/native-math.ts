@@ -1,10 +1,10 @@
 /**
  * Plugs the native multithreaded scatter kernel (native/AddonMath.cpp) into the
- * probes' numeric code; without the addon the JavaScript kernel is used.
- * Imported for its effect by probe.ts.
+ * numeric code in src/math; without the addon the JavaScript kernel is used.
+ * Imported for its effect by the probe module.
  */
-import { getAddon, physicalCoreCount } from "../native";
-import { getScatterKernel, setScatterKernel } from "./linalg";
+import { getScatterKernel, setScatterKernel } from "../math/linalg";
+import { getAddon, physicalCoreCount } from "./native";
 
 if (!getScatterKernel()) {
   try {

@@ -9,7 +9,7 @@
  */
 import { open, stat } from "node:fs/promises";
 import { endianness } from "node:os";
-import { FileFormatError } from "./errors";
+import { FileFormatError } from "../errors";
 import { readFully, writeAll, writeFileAtomically } from "./fileio";
 
 export interface SafetensorsTensor {

@@ -1,5 +1,7 @@
 /**
- * Small dense linear-algebra helpers for the probe module.
+ * Small dense linear algebra for the probes and the ranker: dot products, axpy,
+ * column statistics, the scatter matrix (with a pluggable native kernel),
+ * Cholesky, and the logistic function.
  *
  * Matrices are row-major typed arrays. Accumulation is always in double precision
  * (JS numbers); inputs may be Float32Array or Float64Array. Inner loops are
@@ -7,13 +9,19 @@
  * scalar code (there is no SIMD in plain JS, but the independent chains hide the
  * latency of the adds).
  */
-import type { Features } from "./types";
 
 export type Vec = Float32Array | Float64Array;
 
-/** A row-major matrix over either float type (Features is the Float32 case). */
+/** A row-major matrix over either float type. */
 export interface Mat {
   data: Vec;
+  rows: number;
+  cols: number;
+}
+
+/** A row-major Float32 matrix (the shape of captured features). */
+export interface MatF32 {
+  data: Float32Array;
   rows: number;
   cols: number;
 }
@@ -37,6 +45,26 @@ export function dot(a: Vec, b: Vec, len?: number, aOff = 0, bOff = 0): number {
   return s0 + s1 + s2 + s3;
 }
 
+/**
+ * sum_{k<n} a[aOff+k] * x[k] over Float32Arrays only: the scoring hot path (one
+ * element type, so V8 keeps the loop monomorphic).
+ */
+export function dotF32(a: Float32Array, aOff: number, x: Float32Array, n: number): number {
+  let s0 = 0;
+  let s1 = 0;
+  let s2 = 0;
+  let s3 = 0;
+  let k = 0;
+  for (; k + 3 < n; k += 4) {
+    s0 += a[aOff + k] * x[k];
+    s1 += a[aOff + k + 1] * x[k + 1];
+    s2 += a[aOff + k + 2] * x[k + 2];
+    s3 += a[aOff + k + 3] * x[k + 3];
+  }
+  for (; k < n; k++) s0 += a[aOff + k] * x[k];
+  return s0 + s1 + s2 + s3;
+}
+
 /** y[yOff+k] += alpha * x[xOff+k] for k < n (n defaults to y.length - yOff). */
 export function axpy(alpha: number, x: Vec, y: Vec, len?: number, xOff = 0, yOff = 0): void {
   const n = len ?? y.length - yOff;
@@ -49,28 +77,6 @@ export function axpy(alpha: number, x: Vec, y: Vec, len?: number, xOff = 0, yOff
     y[yOff + k + 3] += alpha * x[xOff + k + 3];
   }
   for (; k < n; k++) y[yOff + k] += alpha * x[xOff + k];
-}
-
-/** out = X · w (+ bias), X row-major rows x cols; out is Float64 (allocated when not given). */
-export function matvec(X: Mat, w: Vec, bias = 0, out?: Float64Array): Float64Array {
-  const { data, rows, cols } = X;
-  if (w.length < cols) throw new RangeError(`matvec: w has ${w.length} entries, need ${cols}`);
-  const o = out ?? new Float64Array(rows);
-  for (let i = 0; i < rows; i++) o[i] = bias + dot(data, w, cols, i * cols, 0);
-  return o;
-}
-
-/** out = X^T · v (cols entries, Float64); out is overwritten unless accumulate is true. */
-export function matTvec(X: Mat, v: Vec, out?: Float64Array, accumulate = false): Float64Array {
-  const { data, rows, cols } = X;
-  if (v.length < rows) throw new RangeError(`matTvec: v has ${v.length} entries, need ${rows}`);
-  const o = out ?? new Float64Array(cols);
-  if (!accumulate) o.fill(0);
-  for (let i = 0; i < rows; i++) {
-    const vi = v[i];
-    if (vi !== 0) axpy(vi, data, o, cols, i * cols, 0);
-  }
-  return o;
 }
 
 /** Column means over all rows, or over the given row subset. */
@@ -136,7 +142,7 @@ export function getScatterKernel(): ScatterKernel | null {
  * sum_r (x_r - center)(x_r - center)^T, a full symmetric d x d row-major Float64Array.
  * Uses the plugged kernel when there is one, else {@link scatterJs}.
  */
-export function scatter(X: Features, rowsSubset: Uint32Array | undefined | null, center: Float64Array): Float64Array {
+export function scatter(X: MatF32, rowsSubset: Uint32Array | undefined | null, center: Float64Array): Float64Array {
   if (center.length !== X.cols) throw new RangeError(`scatter: center has ${center.length} entries, X has ${X.cols} columns`);
   const idx = rowsSubset ?? null;
   if (scatterKernel) {
@@ -238,21 +244,6 @@ export function scatterJs(
   return out;
 }
 
-/** Reference scatter by the definition (triple loop); for tests. */
-export function scatterNaive(X: Features, rowsSubset: Uint32Array | undefined | null, center: Float64Array): Float64Array {
-  const d = X.cols;
-  const S = new Float64Array(d * d);
-  const n = rowsSubset ? rowsSubset.length : X.rows;
-  for (let k = 0; k < n; k++) {
-    const off = (rowsSubset ? rowsSubset[k] : k) * d;
-    for (let i = 0; i < d; i++) {
-      const xi = X.data[off + i] - center[i];
-      for (let j = 0; j < d; j++) S[i * d + j] += xi * (X.data[off + j] - center[j]);
-    }
-  }
-  return S;
-}
-
 // ---------------------------------------------------------------------------
 // Cholesky (symmetric positive definite), Float64, row-major
 // ---------------------------------------------------------------------------
@@ -293,4 +284,25 @@ export function choleskySolve(L: Float64Array, d: number, b: ArrayLike<number>):
     x[i] = s / L[i * d + i];
   }
   return x;
+}
+
+// ---------------------------------------------------------------------------
+// Logistic function and binary cross-entropy
+// ---------------------------------------------------------------------------
+
+/** Numerically stable logistic function. */
+export function sigmoid(x: number): number {
+  if (x >= 0) return 1 / (1 + Math.exp(-x));
+  const e = Math.exp(x);
+  return e / (1 + e);
+}
+
+/** log(1 + exp(t)) without overflow. */
+export function softplus(t: number): number {
+  return t > 0 ? t + Math.log1p(Math.exp(-t)) : Math.log1p(Math.exp(t));
+}
+
+/** Binary cross-entropy of a logit z against label yi (0/1). */
+export function bce(z: number, yi: number): number {
+  return yi ? softplus(-z) : softplus(z);
 }

@@ -5,7 +5,7 @@ import { createReadStream } from "node:fs";
 import { stat } from "node:fs/promises";
 import { basename } from "node:path";
 import { createInterface } from "node:readline";
-import { AbortError, DataFormatError } from "./errors";
+import { AbortError, DataFormatError } from "../errors";
 
 export interface JsonlRecord {
   /** 1-based line number in the file (blank lines count). */

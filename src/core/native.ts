@@ -7,7 +7,7 @@ import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
 
-import { BackendError } from "./errors";
+import { AbortError, BackendError, DecodeError, SafetyLensError } from "../errors";
 
 export type GpuOption = "auto" | "cuda" | "vulkan" | "metal" | false;
 
@@ -124,12 +124,26 @@ export interface NativeContext {
   dispose(): void;
 }
 
+/** Rethrows a native rejection as a typed error that keeps the caller's stack. */
+export function mapNativeError(e: unknown, callSite: Error): Error {
+  const msg = e instanceof Error ? e.message : String(e);
+  const code = (e as { code?: string } | null)?.code;
+  let err: Error;
+  if (e instanceof SafetyLensError) err = e;
+  else if (code === "ABORTED") err = new AbortError();
+  else if (e instanceof TypeError || e instanceof RangeError) err = e;
+  else err = new DecodeError("DECODE_FAILED", msg, { cause: e });
+  const site = callSite.stack?.split("\n").slice(1).join("\n");
+  if (site) err.stack = `${err.name}: ${err.message}\n${site}`;
+  return err;
+}
+
 let addon: NativeAddon | undefined;
 
 /** Loads build/Release/safety_lens.node once. */
 export function getAddon(): NativeAddon {
   if (addon) return addon;
-  const file = path.join(__dirname, "..", "build", "Release", "safety_lens.node");
+  const file = path.join(__dirname, "..", "..", "build", "Release", "safety_lens.node");
   if (!fs.existsSync(file)) {
     throw new BackendError(
       "NATIVE_ADDON_MISSING",

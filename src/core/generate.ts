@@ -7,7 +7,10 @@
 import { randomInt } from "node:crypto";
 import { TextDecoder } from "node:util";
 
-import type { Activations, CaptureInput, LayerSpec, PrepareOptions } from "./model";
+import { ModelStateError } from "../errors";
+import { Activations, type CaptureInput, type LayerSpec } from "./activations";
+import type { PrepareOptions } from "./chat";
+import type { NativeContext } from "./native";
 
 export type FinishReason = "eos" | "length" | "stop" | "aborted" | "vetoed";
 
@@ -76,6 +79,9 @@ export interface GenerateResult {
   seed: number;
   timings: { prefillMs: number; hookMs: number; decodeMs: number; steps: number; totalMs: number };
 }
+
+/** Generation options with defaults filled in, checked. */
+export type ResolvedGenerateOptions = ReturnType<typeof resolveGenerateOptions>;
 
 /** Checks generation options; returns them with defaults filled in. */
 export function resolveGenerateOptions(o: GenerateOptions, limits: { contextSize: number; sequences: number }) {
@@ -187,4 +193,118 @@ export function makeStream(start: (onToken: (e: TokenEvent) => void) => Promise<
   };
 }
 
-export type { CaptureInput };
+
+/** One checked generation request for {@link runGeneration}. */
+export interface GenerationJob {
+  ctx: NativeContext;
+  /** The rendered prompt and its tokens. */
+  text: string;
+  tokens: Int32Array;
+  o: ResolvedGenerateOptions;
+  layers: { specs: LayerSpec[]; codes: Int32Array } | null;
+  nEmbd: number;
+  /** The caller's hooks and signal. */
+  options: GenerateOptions;
+  isDisposed: () => boolean;
+}
+
+/**
+ * Runs one generation on a native context: (1) prefill the prompt into sequence 0,
+ * reading its hidden state on the way; (2) hand it to the hook, which may veto;
+ * (3) decode the n candidates in parallel sequences sharing the prompt's cells.
+ */
+export async function runGeneration(job: GenerationJob): Promise<GenerateResult> {
+  const { ctx, text, tokens, o, layers, nEmbd, options } = job;
+  const signal = options.signal;
+  const t0 = performance.now();
+  const onAbort = () => ctx.cancel();
+  signal?.addEventListener("abort", onAbort, { once: true });
+  const timings = { prefillMs: 0, hookMs: 0, decodeMs: 0, steps: 0, totalMs: 0 };
+  const base = { prompt: text, promptTokens: tokens.length, seed: o.seed, timings };
+  const emptyResult = (reason: "vetoed" | "aborted", prompt: Activations | null): GenerateResult => {
+    timings.totalMs = performance.now() - t0;
+    const candidates: GenerationCandidate[] = Array.from({ length: o.n }, () => ({
+      text: "",
+      tokens: new Int32Array(0),
+      finishReason: reason,
+      hidden: { prompt, response: null },
+    }));
+    return { ...base, candidates, vetoed: reason === "vetoed" };
+  };
+  try {
+    // 1. prefill: the prompt goes into sequence 0 and stays there; its hidden state is read on the way
+    const promptOut = layers && o.capture!.prompt ? layers.specs.map(() => new Float32Array(nEmbd)) : [];
+    const prefill = { tokens, offsets: Uint32Array.of(0, tokens.length), keep: true };
+    try {
+      if (promptOut.length) await ctx.capture({ ...prefill, layers: layers!.codes, pool: 0, outputs: promptOut, earlyExit: false });
+      else await ctx.decode(prefill);
+    } catch (e) {
+      if ((e as { code?: string }).code === "ABORTED") return emptyResult("aborted", null);
+      throw e;
+    }
+    timings.prefillMs = performance.now() - t0;
+    const promptActs = promptOut.length
+      ? new Activations(layers!.specs, "last", nEmbd, 1, Uint32Array.of(tokens.length), promptOut, Uint32Array.of(0, 1))
+      : null;
+
+    // 2. the hook (a guard) sees the prompt before any token is sampled
+    if (options.onPromptHidden) {
+      const th = performance.now();
+      const verdict = await options.onPromptHidden(promptActs!);
+      timings.hookMs = performance.now() - th;
+      if (verdict && typeof verdict === "object" && verdict.stop === true) return emptyResult("vetoed", promptActs);
+    }
+    if (job.isDisposed()) throw new ModelStateError("MODEL_DISPOSED", "the model was disposed during generation");
+    if (signal?.aborted) return emptyResult("aborted", promptActs);
+
+    // 3. n candidates in parallel sequences sharing the prompt's cells
+    const resp = layers && o.capture!.response ? layers : null;
+    const respOut = resp ? resp.specs.map(() => new Float32Array(o.n * nEmbd)) : [];
+    const decoder = new PieceDecoder();
+    const onToken = options.onToken;
+    const r = await ctx.generate(
+      {
+        n: o.n,
+        maxTokens: o.maxTokens,
+        temperature: o.temperature,
+        topK: o.topK,
+        topP: o.topP,
+        minP: o.minP,
+        seed: o.seed,
+        stop: o.stop,
+        ignoreEos: o.ignoreEos,
+        layers: resp ? resp.codes : new Int32Array(0),
+        pool: o.capture?.response === "mean" ? 1 : 0,
+        outputs: respOut,
+      },
+      onToken ? (candidate, token, piece) => onToken({ candidate, token, text: decoder.push(candidate, piece) }) : undefined,
+    );
+    timings.decodeMs = r.decodeMs;
+    timings.steps = r.steps;
+    timings.totalMs = performance.now() - t0;
+    const utf8 = new TextDecoder("utf-8");
+    const candidates: GenerationCandidate[] = r.candidates.map((c, i) => ({
+      text: utf8.decode(c.text),
+      tokens: c.tokens,
+      finishReason: c.finishReason,
+      hidden: {
+        prompt: promptActs,
+        response:
+          resp && c.decoded > 0
+            ? new Activations(
+                resp.specs,
+                o.capture!.response as "last" | "mean",
+                nEmbd,
+                1,
+                Uint32Array.of(c.tokens.length),
+                respOut.map((d) => d.subarray(i * nEmbd, (i + 1) * nEmbd)),
+                Uint32Array.of(0, 1),
+              )
+            : null,
+      },
+    }));
+    return { ...base, candidates, vetoed: false };
+  } finally {
+    signal?.removeEventListener("abort", onAbort);
+  }
+}

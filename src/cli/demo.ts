@@ -13,15 +13,19 @@ import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
 
-import { captureFile } from "./cli";
-import { Guard } from "./guard";
-import { LayerSpec, loadModel, LoadModelOptions } from "./model";
-import { loadAndSplit, sweepLayers, trainProbe } from "./probe/pipeline";
-import { loadRankerData, RankerEvaluation, trainRankerOnFiles } from "./srr/pipeline";
-import type { Metrics } from "./probe/types";
+import { parseArgs } from "node:util";
 
-export const SAMPLE_PROMPTS = path.join(__dirname, "..", "samples", "prompts.jsonl");
-export const SAMPLE_LISTS = path.join(__dirname, "..", "samples", "responses.jsonl");
+import type { LayerSpec } from "../core/activations";
+import { loadModel, type LoadModelOptions } from "../core/model";
+import { Guard } from "../guard";
+import { loadAndSplit, sweepLayers, trainProbe } from "../probe/pipeline";
+import type { Metrics } from "../probe/types";
+import { loadRankerData, type RankerEvaluation, trainRankerOnFiles } from "../srr/pipeline";
+import { captureFile } from "./capture";
+import { common, modelOptions } from "./util";
+
+export const SAMPLE_PROMPTS = path.join(__dirname, "..", "..", "samples", "prompts.jsonl");
+export const SAMPLE_LISTS = path.join(__dirname, "..", "..", "samples", "responses.jsonl");
 export const DEMO_REFUSAL = "I'm sorry, but I can't help with that. It could cause serious harm.";
 
 export const DEMO_EXAMPLES = [
@@ -135,4 +139,9 @@ export async function runDemo(opts: LoadModelOptions & { json?: boolean; input?:
   } finally {
     await model.dispose();
   }
+}
+
+export async function cmdDemo(argv: string[]): Promise<void> {
+  const { values } = parseArgs({ args: argv, options: common, strict: true });
+  await runDemo({ ...modelOptions(values), json: values.json });
 }
