@@ -7,8 +7,12 @@
         "native/LlamaApi.cpp",
         "native/AddonBackend.cpp",
         "native/AddonModel.cpp",
+        "native/ModelLoadWorker.cpp",
         "native/AddonContext.cpp",
-        "native/CaptureWorker.cpp",
+        "native/ContextInitWorker.cpp",
+        "native/ContextJob.cpp",
+        "native/CapturePlan.cpp",
+        "native/BatchDecodeWorker.cpp",
         "native/GenerateWorker.cpp",
         "native/AddonMath.cpp"
       ],
@@ -17,7 +21,7 @@
         "llama-headers/include",
         "llama-headers/ggml/include"
       ],
-      "defines": ["NAPI_VERSION=8", "NODE_ADDON_API_DISABLE_DEPRECATED"],
+      "defines": ["NAPI_VERSION=8", "NODE_ADDON_API_DISABLE_DEPRECATED", "NODE_API_SWALLOW_UNTHROWABLE_EXCEPTIONS"],
       "cflags!": ["-fno-exceptions"],
       "cflags_cc!": ["-fno-exceptions"],
       "cflags_cc": ["-std=c++17", "-O3"],

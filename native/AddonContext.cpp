@@ -2,78 +2,11 @@
 
 #include "AddonModel.h"
 #include "AddonState.h"
-#include "CaptureWorker.h"
+#include "BatchDecodeWorker.h"
+#include "ContextInitWorker.h"
 #include "GenerateWorker.h"
 
 namespace {
-
-class ContextInitWorker : public Napi::AsyncWorker {
- public:
-  ContextInitWorker(Napi::Env env, AddonContext* target)
-      : Napi::AsyncWorker(env, "SafetyLensContextInit"), target_(target), deferred_(Napi::Promise::Deferred::New(env)) {
-    target_->Ref();
-  }
-  ~ContextInitWorker() override { target_->Unref(); }
-  Napi::Promise Promise() { return deferred_.Promise(); }
-
-  void Execute() override {
-    LlamaLogClear();
-    llama_context_params p = L.llama_context_default_params();
-    p.n_ctx = target_->contextSize;
-    p.n_batch = target_->batchSize;   // n_batch == n_ubatch: one llama_decode is one graph,
-    p.n_ubatch = target_->batchSize;  // so the callback's rows map to our batch in order
-    p.n_seq_max = target_->sequences;
-    p.n_threads = target_->threads;
-    p.n_threads_batch = target_->threads;
-    p.kv_unified = true;  // one stream: llama.cpp keeps batch order (split_simple)
-    p.embeddings = target_->embeddings;
-    p.no_perf = true;
-    p.flash_attn_type = target_->flashAttention ? LLAMA_FLASH_ATTN_TYPE_AUTO : LLAMA_FLASH_ATTN_TYPE_DISABLED;
-    // F32 keys and values by default: with F16 ones a 1e-7 difference in a key can flip its
-    // rounding, so the same text's hidden states drift by ~1e-4 between batch shapes.
-    p.type_k = target_->kvF16 ? GGML_TYPE_F16 : GGML_TYPE_F32;
-    p.type_v = target_->kvF16 ? GGML_TYPE_F16 : GGML_TYPE_F32;
-    if (target_->withCallback) {
-      p.cb_eval = AddonContext::EvalCallback;
-      p.cb_eval_user_data = target_;
-    }
-    p.abort_callback = AddonContext::AbortCallback;
-    p.abort_callback_data = target_;
-    ctx_ = L.llama_init_from_model(target_->model->model, p);
-    if (!ctx_) {
-      std::string log = LlamaLogLastErrors();
-      SetError("llama.cpp could not create a context" + (log.empty() ? "" : ": " + log));
-      return;
-    }
-    if (target_->threads > 1) {
-      ggml_backend_dev_t cpu = L.ggml_backend_dev_by_type(GGML_BACKEND_DEVICE_TYPE_CPU);
-      ggml_backend_reg_t reg = cpu ? L.ggml_backend_dev_backend_reg(cpu) : nullptr;
-      using NewFn = ggml_threadpool* (*)(ggml_threadpool_params*);
-      auto tpNew = reg ? reinterpret_cast<NewFn>(L.ggml_backend_reg_get_proc_address(reg, "ggml_threadpool_new")) : nullptr;
-      tpFree_ = reg ? reinterpret_cast<void (*)(ggml_threadpool*)>(L.ggml_backend_reg_get_proc_address(reg, "ggml_threadpool_free")) : nullptr;
-      if (tpNew && tpFree_) {
-        ggml_threadpool_params tpp = L.ggml_threadpool_params_default(target_->threads);
-        threadpool_ = tpNew(&tpp);
-        if (threadpool_) L.llama_attach_threadpool(ctx_, threadpool_, threadpool_);
-      }
-    }
-  }
-  void OnOK() override {
-    target_->ctx = ctx_;
-    target_->threadpool = threadpool_;
-    target_->threadpoolFree = tpFree_;
-    target_->contextSize = L.llama_n_ctx(ctx_);
-    deferred_.Resolve(Env().Undefined());
-  }
-  void OnError(const Napi::Error& e) override { deferred_.Reject(e.Value()); }
-
- private:
-  AddonContext* target_;
-  Napi::Promise::Deferred deferred_;
-  llama_context* ctx_ = nullptr;
-  ggml_threadpool* threadpool_ = nullptr;
-  void (*tpFree_)(ggml_threadpool*) = nullptr;
-};
 
 uint32_t OptU32(Napi::Object o, const char* key, uint32_t def) {
   return o.Has(key) && o.Get(key).IsNumber() ? o.Get(key).As<Napi::Number>().Uint32Value() : def;
@@ -154,7 +87,7 @@ Napi::Value AddonContext::Capture(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   RequireReady(env, this);
   if (info.Length() < 1 || !info[0].IsObject()) throw Napi::TypeError::New(env, "capture(request: object, onProgress?)");
-  auto* worker = new CaptureWorker(env, this, CaptureWorker::Mode::Capture, info[0].As<Napi::Object>(),
+  auto* worker = new BatchDecodeWorker(env, this, BatchDecodeWorker::Mode::Capture, info[0].As<Napi::Object>(),
                                    info.Length() > 1 ? info[1] : env.Undefined());
   Napi::Promise p = worker->Promise();
   worker->Queue();
@@ -166,7 +99,7 @@ Napi::Value AddonContext::Decode(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   RequireReady(env, this);
   if (info.Length() < 1 || !info[0].IsObject()) throw Napi::TypeError::New(env, "decode(request: object, onProgress?)");
-  auto* worker = new CaptureWorker(env, this, CaptureWorker::Mode::Decode, info[0].As<Napi::Object>(),
+  auto* worker = new BatchDecodeWorker(env, this, BatchDecodeWorker::Mode::Decode, info[0].As<Napi::Object>(),
                                    info.Length() > 1 ? info[1] : env.Undefined());
   Napi::Promise p = worker->Promise();
   worker->Queue();
@@ -208,4 +141,14 @@ Napi::Value AddonContext::Dispose(const Napi::CallbackInfo& info) {
   AddonState::Get(env)->contexts.erase(this);
   modelRef.Reset();
   return env.Undefined();
+}
+
+bool AddonContext::EvalCallback(struct ggml_tensor* t, bool ask, void* userData) {
+  CapturePlan* plan = static_cast<AddonContext*>(userData)->plan;
+  if (!plan) return ask ? false : true;
+  return plan->OnTensor(t, ask);
+}
+
+bool AddonContext::AbortCallback(void* userData) {
+  return static_cast<AddonContext*>(userData)->cancelled.load();
 }

@@ -1,6 +1,7 @@
 // AddonContext: a llama_context on an AddonModel, with the graph eval callback
-// that copies hidden-state rows out while llama_decode runs. Mirrored by the
-// capture code in src/model.ts.
+// that copies hidden-state rows out (CapturePlan) while llama_decode runs. Its jobs
+// run on worker threads: ContextInitWorker, BatchDecodeWorker, GenerateWorker.
+// Mirrored by src/core/model.ts and src/core/generate.ts.
 #pragma once
 #include <napi.h>
 
@@ -8,41 +9,10 @@
 #include <string>
 #include <vector>
 
+#include "CapturePlan.h"
 #include "LlamaApi.h"
 
 class AddonModel;
-
-// One contiguous run of tokens of one text inside a ubatch whose rows are needed.
-struct CaptureRun {
-  int32_t tokenRow;   // row in tensors that hold every token of the ubatch
-  int32_t outputRow;  // row in tensors that hold only the ubatch's outputs
-  int32_t count;
-  int32_t text;       // index of the text in the request
-  int32_t pos;        // position of the run's first token in its text
-};
-
-// What the eval callback does during one llama_decode.
-struct CapturePlan {
-  int32_t nEmbd = 0;
-  int32_t nTokens = 0;   // tokens in this ubatch
-  int32_t nOutputs = 0;  // outputs in this ubatch
-  std::vector<int32_t> slotOfLayer;  // layer -> slot, -1 when not captured
-  int32_t finalSlot = -1;            // slot of "result_norm", -1 when not captured
-  int32_t nSlots = 0;
-  std::vector<CaptureRun> runs;
-  // Per slot destinations. pool 0 (last) and 2 (tokens) write floats, pool 1 (mean) adds into doubles.
-  int32_t pool = 0;
-  std::vector<float*> out;       // [slot] -> Float32Array data
-  std::vector<double*> acc;      // [slot] -> accumulators, nTexts * nEmbd (pool mean)
-  const uint32_t* offsets = nullptr;  // token offsets of the texts (pool tokens)
-  bool earlyExit = true;
-  // state during one decode
-  std::vector<uint8_t> seen;
-  int32_t nSeen = 0;
-  bool stopped = false;
-  std::string error;
-  std::vector<float> scratch;  // for tensors in device memory
-};
 
 class AddonContext : public Napi::ObjectWrap<AddonContext> {
  public:

@@ -1,6 +1,7 @@
 #include "AddonModel.h"
 
 #include "AddonState.h"
+#include "ModelLoadWorker.h"
 
 namespace {
 
@@ -14,54 +15,6 @@ std::string MetaString(const llama_model* model, const char* key) {
   }
   return std::string(buf.data());
 }
-
-class ModelLoadWorker : public Napi::AsyncWorker {
- public:
-  ModelLoadWorker(Napi::Env env, AddonModel* target)
-      : Napi::AsyncWorker(env, "SafetyLensModelLoad"), target_(target), deferred_(Napi::Promise::Deferred::New(env)) {
-    target_->Ref();
-  }
-  ~ModelLoadWorker() override { target_->Unref(); }
-  Napi::Promise Promise() { return deferred_.Promise(); }
-
-  void Execute() override {
-    LlamaLogClear();
-    llama_model_params params = L.llama_model_default_params();
-    if (!target_->useMmap) params.load_mode = LLAMA_LOAD_MODE_NONE;
-    params.n_gpu_layers = target_->gpuLayers;
-    // NULL-terminated device list: only the devices asked for (none = CPU only).
-    for (const auto& want : target_->deviceNames) {
-      for (size_t i = 0; i < L.ggml_backend_dev_count(); i++) {
-        ggml_backend_dev_t dev = L.ggml_backend_dev_get(i);
-        if (want == L.ggml_backend_dev_name(dev)) devices_.push_back(dev);
-      }
-    }
-    devices_.push_back(nullptr);
-    params.devices = devices_.data();
-    model_ = L.llama_model_load_from_file(target_->path.c_str(), params);
-    if (!model_) {
-      std::string log = LlamaLogLastErrors();
-      SetError("llama.cpp could not load " + target_->path + (log.empty() ? "" : ": " + log));
-    }
-  }
-  void OnOK() override {
-    if (target_->disposed) {  // disposed while loading
-      L.llama_model_free(model_);
-      deferred_.Reject(Napi::Error::New(Env(), "model was disposed while loading").Value());
-      return;
-    }
-    target_->model = model_;
-    target_->vocab = L.llama_model_get_vocab(model_);
-    deferred_.Resolve(Env().Undefined());
-  }
-  void OnError(const Napi::Error& e) override { deferred_.Reject(e.Value()); }
-
- private:
-  AddonModel* target_;
-  Napi::Promise::Deferred deferred_;
-  llama_model* model_ = nullptr;
-  std::vector<ggml_backend_dev_t> devices_;
-};
 
 }  // namespace
 

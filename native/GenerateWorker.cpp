@@ -6,7 +6,6 @@
 #include "AddonModel.h"
 
 namespace {
-enum Pool { POOL_LAST = 0, POOL_MEAN = 1 };
 
 double Num(Napi::Object o, const char* key, double def) {
   return o.Has(key) && o.Get(key).IsNumber() ? o.Get(key).As<Napi::Number>().DoubleValue() : def;
@@ -18,8 +17,8 @@ double Num(Napi::Object o, const char* key, double def) {
 //            layers: Int32Array, pool: 0 last | 1 mean, outputs: Float32Array[] (n x nEmbd each) }
 GenerateWorker::GenerateWorker(Napi::Env env, AddonContext* target, Napi::Object request, Napi::Value onToken)
     : Napi::AsyncProgressQueueWorker<GenerateEvent>(env, "SafetyLensGenerate"),
-      target_(target),
-      deferred_(Napi::Promise::Deferred::New(env)) {
+      job_(env, target, request, onToken),
+      target_(target) {
   if (target->prefilledTokens == 0 || target->lastLogitsIndex < 0) {
     throw Napi::Error::New(env, "generate needs a prefilled prompt");
   }
@@ -45,30 +44,8 @@ GenerateWorker::GenerateWorker(Napi::Env env, AddonContext* target, Napi::Object
   cands_.resize(static_cast<size_t>(n));
 
   // response hidden states: one row per candidate per requested layer
-  plan_.nEmbd = nEmbd;
-  plan_.slotOfLayer.assign(nLayer, -1);
-  Napi::Int32Array layers = request.Get("layers").As<Napi::Int32Array>();
-  Napi::Array outs = request.Get("outputs").As<Napi::Array>();
-  plan_.pool = static_cast<int32_t>(Num(request, "pool", 0));
-  if (plan_.pool != POOL_LAST && plan_.pool != POOL_MEAN) throw Napi::RangeError::New(env, "unknown pool");
-  plan_.nSlots = static_cast<int32_t>(layers.ElementLength());
-  if (outs.Length() != layers.ElementLength()) throw Napi::RangeError::New(env, "one output per layer is needed");
-  for (int32_t s = 0; s < plan_.nSlots; s++) {
-    int32_t layer = layers[s];
-    if (layer == -1) plan_.finalSlot = s;
-    else if (layer < 0 || layer >= nLayer) throw Napi::RangeError::New(env, "layer out of range");
-    else plan_.slotOfLayer[layer] = s;
-    Napi::Float32Array f = outs.Get(s).As<Napi::Float32Array>();
-    if (f.ElementLength() != cands_.size() * nEmbd) throw Napi::RangeError::New(env, "an output buffer has the wrong size");
-    plan_.out.push_back(f.Data());
-  }
-  // the mean pool accumulates in doubles; "last" overwrites each step
-  if (plan_.pool == POOL_MEAN) {
-    accStorage_.assign(static_cast<size_t>(plan_.nSlots) * cands_.size() * nEmbd, 0.0);
-    for (int32_t s = 0; s < plan_.nSlots; s++) plan_.acc.push_back(accStorage_.data() + static_cast<size_t>(s) * cands_.size() * nEmbd);
-  }
-  plan_.earlyExit = false;
-  plan_.seen.assign(plan_.nSlots, 0);
+  plan_.Parse(env, request, nLayer, nEmbd, cands_.size(), POOL_MEAN, true);
+  plan_.SetEarlyExit(false);
 
   // samplers last: nothing below throws, so they are always freed by the destructor
   for (size_t c = 0; c < cands_.size(); c++) {
@@ -85,20 +62,12 @@ GenerateWorker::GenerateWorker(Napi::Env env, AddonContext* target, Napi::Object
     cands_[c].sampler = chain;
     cands_[c].logitsIndex = target->lastLogitsIndex;
   }
-
-  requestRef_ = Napi::Persistent(request);
-  if (onToken.IsFunction()) onToken_ = Napi::Persistent(onToken.As<Napi::Function>());
-  target_->Ref();
-  target_->busy = true;
-  target_->cancelled = false;
 }
 
 GenerateWorker::~GenerateWorker() {
   for (auto& c : cands_) {
     if (c.sampler) L.llama_sampler_free(c.sampler);
   }
-  target_->busy = false;
-  target_->Unref();
 }
 
 void GenerateWorker::Execute(const ExecutionProgress& progress) {
@@ -109,7 +78,7 @@ void GenerateWorker::Execute(const ExecutionProgress& progress) {
   const size_t n = cands_.size();
   for (size_t c = 1; c < n; c++) L.llama_memory_seq_cp(mem, 0, static_cast<llama_seq_id>(c), -1, -1);
   llama_batch batch = L.llama_batch_init(static_cast<int32_t>(n), 0, 1);
-  const bool capture = plan_.nSlots > 0;
+  const bool capture = plan_.Active();
 
   while (true) {
     if (target_->cancelled) {
@@ -158,11 +127,7 @@ void GenerateWorker::Execute(const ExecutionProgress& progress) {
     }
     if (nb == 0) break;
     batch.n_tokens = nb;
-    plan_.nTokens = nb;
-    plan_.nOutputs = nb;
-    plan_.nSeen = 0;
-    plan_.stopped = false;
-    std::fill(plan_.seen.begin(), plan_.seen.end(), 0);
+    plan_.BeginDecode(nb, nb);
     LlamaLogClear();
     target_->plan = capture ? &plan_ : nullptr;
     auto t0 = std::chrono::steady_clock::now();
@@ -183,23 +148,18 @@ void GenerateWorker::Execute(const ExecutionProgress& progress) {
       SetError("llama_decode failed with code " + std::to_string(rc) + (log.empty() ? "" : ": " + log));
       break;
     }
-    if (!plan_.error.empty() || (capture && plan_.nSeen != plan_.nSlots)) {
-      code_ = "DECODE_FAILED";
-      SetError(plan_.error.empty() ? "this model's compute graph lacks a requested layer tensor" : plan_.error);
-      break;
+    if (capture) {
+      std::string err = plan_.DecodeError();
+      if (!err.empty()) {
+        code_ = "DECODE_FAILED";
+        SetError(err);
+        break;
+      }
     }
     for (const CaptureRun& r : plan_.runs) cands_[r.text].decoded++;
   }
-  if (plan_.pool == POOL_MEAN) {
-    const int32_t nEmbd = plan_.nEmbd;
-    for (int32_t s = 0; s < plan_.nSlots; s++) {
-      for (size_t ci = 0; ci < n; ci++) {
-        const double inv = cands_[ci].decoded ? 1.0 / cands_[ci].decoded : 0.0;
-        const double* a = plan_.acc[s] + ci * nEmbd;
-        float* o = plan_.out[s] + ci * nEmbd;
-        for (int32_t e = 0; e < nEmbd; e++) o[e] = static_cast<float>(a[e] * inv);
-      }
-    }
+  if (capture && plan_.Pool() == POOL_MEAN) {
+    for (size_t ci = 0; ci < n; ci++) plan_.FinishMean(static_cast<int32_t>(ci), static_cast<double>(cands_[ci].decoded));
   }
   L.llama_batch_free(batch);
   L.llama_memory_clear(mem, true);
@@ -208,41 +168,35 @@ void GenerateWorker::Execute(const ExecutionProgress& progress) {
 }
 
 void GenerateWorker::OnProgress(const GenerateEvent* data, size_t count) {
-  if (onToken_.IsEmpty()) return;
   Napi::Env env = Env();
+  if (!job_.JsAlive(env)) return;
   for (size_t i = 0; i < count; i++) {
-    try {
-      onToken_.Call({Napi::Number::New(env, data[i].candidate), Napi::Number::New(env, data[i].token),
-                     Napi::Buffer<char>::Copy(env, data[i].piece.data(), data[i].piece.size())});
-    } catch (const Napi::Error&) {
-      // an exception in the user's callback must not escape here
-    }
+    job_.CallBack(env, {Napi::Number::New(env, data[i].candidate), Napi::Number::New(env, data[i].token),
+                        Napi::Buffer<char>::Copy(env, data[i].piece.data(), data[i].piece.size())});
   }
 }
 
 void GenerateWorker::OnOK() {
   Napi::Env env = Env();
-  Napi::Object result = Napi::Object::New(env);
-  Napi::Array list = Napi::Array::New(env, cands_.size());
-  for (size_t i = 0; i < cands_.size(); i++) {
-    const Candidate& c = cands_[i];
-    Napi::Object o = Napi::Object::New(env);
-    Napi::Int32Array toks = Napi::Int32Array::New(env, c.tokens.size());
-    std::copy(c.tokens.begin(), c.tokens.end(), toks.Data());
-    o.Set("tokens", toks);
-    o.Set("text", Napi::Buffer<char>::Copy(env, c.text.data(), c.text.size()));
-    o.Set("finishReason", c.finish.empty() ? "length" : c.finish);
-    o.Set("decoded", c.decoded);
-    list.Set(static_cast<uint32_t>(i), o);
-  }
-  result.Set("candidates", list);
-  result.Set("decodeMs", decodeUs_ / 1000.0);
-  result.Set("steps", steps_);
-  deferred_.Resolve(result);
+  job_.Resolve(env, [&] {
+    Napi::Object result = Napi::Object::New(env);
+    Napi::Array list = Napi::Array::New(env, cands_.size());
+    for (size_t i = 0; i < cands_.size(); i++) {
+      const Candidate& c = cands_[i];
+      Napi::Object o = Napi::Object::New(env);
+      Napi::Int32Array toks = Napi::Int32Array::New(env, c.tokens.size());
+      std::copy(c.tokens.begin(), c.tokens.end(), toks.Data());
+      o.Set("tokens", toks);
+      o.Set("text", Napi::Buffer<char>::Copy(env, c.text.data(), c.text.size()));
+      o.Set("finishReason", c.finish.empty() ? "length" : c.finish);
+      o.Set("decoded", c.decoded);
+      list.Set(static_cast<uint32_t>(i), o);
+    }
+    result.Set("candidates", list);
+    result.Set("decodeMs", decodeUs_ / 1000.0);
+    result.Set("steps", steps_);
+    return result;
+  });
 }
 
-void GenerateWorker::OnError(const Napi::Error& e) {
-  Napi::Error err = Napi::Error::New(Env(), e.Message());
-  err.Set("code", Napi::String::New(Env(), code_.empty() ? "DECODE_FAILED" : code_));
-  deferred_.Reject(err.Value());
-}
+void GenerateWorker::OnError(const Napi::Error& e) { job_.Reject(Env(), e.Message(), code_); }

@@ -9,6 +9,8 @@
 #include <vector>
 
 #include "AddonContext.h"
+#include "CapturePlan.h"
+#include "ContextJob.h"
 
 struct GenerateEvent {
   int32_t candidate;
@@ -20,7 +22,7 @@ class GenerateWorker : public Napi::AsyncProgressQueueWorker<GenerateEvent> {
  public:
   GenerateWorker(Napi::Env env, AddonContext* target, Napi::Object request, Napi::Value onToken);
   ~GenerateWorker() override;
-  Napi::Promise Promise() { return deferred_.Promise(); }
+  Napi::Promise Promise() { return job_.Promise(); }
 
   void Execute(const ExecutionProgress& progress) override;
   void OnProgress(const GenerateEvent* data, size_t count) override;
@@ -37,16 +39,13 @@ class GenerateWorker : public Napi::AsyncProgressQueueWorker<GenerateEvent> {
     uint32_t decoded = 0;  // response tokens whose hidden state was read
   };
 
+  ContextJob job_;
   AddonContext* target_;
-  Napi::Promise::Deferred deferred_;
-  Napi::ObjectReference requestRef_;
-  Napi::FunctionReference onToken_;
   std::vector<Candidate> cands_;
   std::vector<std::string> stops_;
   uint32_t maxTokens_ = 16;
   bool ignoreEos_ = false;
   CapturePlan plan_;
-  std::vector<double> accStorage_;
   std::string code_;
   uint64_t decodeUs_ = 0;
   uint32_t steps_ = 0;

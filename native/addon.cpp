@@ -1,7 +1,9 @@
 // safety-lens native addon: a small N-API surface over llama.cpp.
 //   loadLibraries / loadBackend / devices   (AddonBackend.cpp)
-//   AddonModel                              (AddonModel.cpp)
-//   AddonContext: capture / decode / generate (AddonContext.cpp, CaptureWorker.cpp, GenerateWorker.cpp)
+//   AddonModel: load / info / tokenize       (AddonModel.cpp, ModelLoadWorker.cpp)
+//   AddonContext: capture / decode / generate (AddonContext.cpp, ContextInitWorker.cpp,
+//     BatchDecodeWorker.cpp, GenerateWorker.cpp; CapturePlan.cpp is the eval callback's plan,
+//     ContextJob.cpp what the jobs share)
 //   scatter                                 (AddonMath.cpp: covariance for the probes)
 #include <napi.h>
 
@@ -14,9 +16,14 @@
 namespace {
 
 // Frees what JS did not dispose when the environment (main thread or worker) ends.
+// Node runs this after in-flight jobs finished (their promises could not be settled:
+// ContextJob swallows that); a job still marked busy is only cancelled, never freed
+// under a running thread.
 void Cleanup(void* arg) {
   auto* state = static_cast<AddonState*>(arg);
+  state->stopping = true;
   for (AddonContext* c : state->contexts) {
+    c->cancelled = true;
     if (!c->busy) c->Free();
   }
   for (AddonModel* m : state->models) {
@@ -35,6 +42,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
     env.SetInstanceData<AddonState>(state);
     napi_add_env_cleanup_hook(env, Cleanup, state);
   }
+  state->noop = Napi::Persistent(Napi::Function::New(env, [](const Napi::CallbackInfo& info) { return info.Env().Undefined(); }, "noop"));
   AddonBackend::Init(env, exports);
   AddonMath::Init(env, exports);
   Napi::Function model = AddonModel::Define(env);

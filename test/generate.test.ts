@@ -236,24 +236,58 @@ describe("chat templates in generation", () => {
 });
 
 describe("callbacks that throw", () => {
-  test("an onToken or onProgress that throws neither hangs nor crashes", async () => {
+  // The caller's own error comes back (the same object), after the native job stopped; the
+  // model stays usable. (Before: onToken/onProgress errors were swallowed and the call resolved,
+  // and a throwing onPromptHidden came back as DecodeError DECODE_FAILED.)
+  test("onToken, onProgress and onPromptHidden errors reject the call with the caller's error", async () => {
     const model = await loadModel({ modelPath: MODEL, gpu: false });
     try {
-      const out = await model.generate(PROMPT, {
-        maxTokens: 6,
-        temperature: 0,
-        onToken: () => {
-          throw new Error("user bug");
-        },
-      });
-      expect(out.candidates[0].tokens).toHaveLength(6);
-      const acts = await model.capture(["a", "b"], {
-        layers: [0],
-        onProgress: () => {
-          throw new Error("user bug");
-        },
-      });
-      expect(acts.rows).toBe(2);
+      const clean = await model.generate(PROMPT, { maxTokens: 6, temperature: 0 });
+      const bug = new Error("user bug");
+      let calls = 0;
+      const e1 = await model
+        .generate(PROMPT, {
+          maxTokens: 6,
+          temperature: 0,
+          onToken: () => {
+            calls++;
+            throw bug;
+          },
+        })
+        .catch((e) => e);
+      expect(e1).toBe(bug);
+      expect(calls).toBe(1); // no callback after the one that threw
+      const e2 = await model
+        .capture(["a", "b"], {
+          layers: [0],
+          onProgress: () => {
+            throw bug;
+          },
+        })
+        .catch((e) => e);
+      expect(e2).toBe(bug);
+      const e3 = await model
+        .generate(PROMPT, {
+          maxTokens: 6,
+          capture: { layers: [1] },
+          onPromptHidden: () => {
+            throw bug;
+          },
+        })
+        .catch((e) => e);
+      expect(e3).toBe(bug);
+      const e4 = await model
+        .generate(PROMPT, {
+          maxTokens: 6,
+          capture: { layers: [1] },
+          onPromptHidden: async () => Promise.reject(bug),
+        })
+        .catch((e) => e);
+      expect(e4).toBe(bug);
+      // the model is usable and gives what a clean run gives
+      const again = await model.generate(PROMPT, { maxTokens: 6, temperature: 0 });
+      expect(Array.from(again.candidates[0].tokens)).toEqual(Array.from(clean.candidates[0].tokens));
+      expect((await model.capture(["a", "b"], { layers: [0] })).rows).toBe(2);
     } finally {
       await model.dispose();
     }

@@ -124,13 +124,19 @@ export interface NativeContext {
   dispose(): void;
 }
 
-/** Rethrows a native rejection as a typed error that keeps the caller's stack. */
-export function mapNativeError(e: unknown, callSite: Error): Error {
+/**
+ * Rethrows a native job's rejection as a typed error that keeps the caller's stack.
+ * An error the caller threw (from a callback such as onToken, onProgress or
+ * onPromptHidden) is rethrown as it is.
+ */
+export function mapNativeError(e: unknown, callSite: Error): unknown {
+  const native = (e as { nativeJob?: boolean } | null)?.nativeJob === true;
+  if (!native && !(e instanceof SafetyLensError) && !(e instanceof TypeError) && !(e instanceof RangeError)) return e;
   const msg = e instanceof Error ? e.message : String(e);
   const code = (e as { code?: string } | null)?.code;
   let err: Error;
   if (e instanceof SafetyLensError) err = e;
-  else if (code === "ABORTED") err = new AbortError();
+  else if (native && code === "ABORTED") err = new AbortError();
   else if (e instanceof TypeError || e instanceof RangeError) err = e;
   else err = new DecodeError("DECODE_FAILED", msg, { cause: e });
   const site = callSite.stack?.split("\n").slice(1).join("\n");
