@@ -1,5 +1,7 @@
 #include "AddonContext.h"
 
+#include <algorithm>
+
 #include "AddonModel.h"
 #include "AddonState.h"
 #include "BatchDecodeWorker.h"
@@ -49,7 +51,9 @@ AddonContext::AddonContext(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Ad
   if (contextSize < 1 || batchSize < 1 || sequences < 1 || sequences > 256 || threads < 1) {
     throw Napi::RangeError::New(env, "invalid context options");
   }
-  // llama.cpp reserves max(outputs, sequences) output rows and asserts they fit in one batch
+  // llama.cpp cuts the batch to the (unpadded) context size, reserves max(outputs, sequences)
+  // output rows and asserts they fit in one batch: decode no more than it takes
+  batchSize = std::min(batchSize, contextSize);
   if (sequences > batchSize) sequences = batchSize;
   modelRef = Napi::Persistent(info[0].As<Napi::Object>());
   model->contexts++;

@@ -74,6 +74,7 @@ void ContextInitWorker::OnOK() {
   target_->threadpool = threadpool_;
   target_->threadpoolFree = tpFree_;
   target_->contextSize = L.llama_n_ctx(ctx_);
+  target_->batchSize = L.llama_n_batch(ctx_);  // what llama.cpp accepts per llama_decode
   try {
     deferred_.Resolve(Env().Undefined());
   } catch (...) {

@@ -11,6 +11,7 @@ import type { CaptureInput, LayerSpec } from "./core/activations";
 import type { ChatMessage } from "./core/chat";
 import type { GenerateOptions, GenerateResult } from "./core/generate";
 import type { Model } from "./core/model";
+import { flagged } from "./probe/metrics";
 import { Probe } from "./probe/probe";
 
 export const DEFAULT_REFUSAL = "I can't help with that request.";
@@ -19,8 +20,10 @@ export const DEFAULT_SAFETY_SYSTEM_PROMPT =
 
 export interface GuardVerdict {
   unsafe: boolean;
-  /** P(unsafe) from the probe */
+  /** P(unsafe) from the probe; NaN when the probe or the hidden state is damaged */
   score: number;
+  /** True when the score was NaN and the prompt was flagged for that reason (fail closed). */
+  failedClosed: boolean;
   threshold: number;
   layers: LayerSpec[];
 }
@@ -74,7 +77,7 @@ export class Guard {
   }
 
   private verdict(score: number): GuardVerdict {
-    return { unsafe: score >= this.threshold, score, threshold: this.threshold, layers: [...this.probe.layers] };
+    return { unsafe: flagged(score, this.threshold), score, failedClosed: Number.isNaN(score), threshold: this.threshold, layers: [...this.probe.layers] };
   }
 
   /** Scores one prompt (one capture of the probe's layers, early exit after the deepest). */

@@ -1,3 +1,4 @@
+import * as os from "node:os";
 import * as fs from "node:fs";
 import * as path from "node:path";
 
@@ -41,7 +42,8 @@ describe("bad model files", () => {
   });
 
   test("bad options are TypeErrors / RangeErrors with exact messages", async () => {
-    await expect(loadModel({ modelPath: MODEL, threads: 0 })).rejects.toThrow(new RangeError("threads must be between 1 and 1024, got 0"));
+    const cores = os.availableParallelism();
+    await expect(loadModel({ modelPath: MODEL, threads: 0 })).rejects.toThrow(new RangeError(`threads must be between 1 and ${cores} (the ${cores} logical cores), got 0`));
     await expect(loadModel({ modelPath: MODEL, threads: 1.5 })).rejects.toThrow(new TypeError("threads must be an integer, got number 1.5"));
     await expect(loadModel({ modelPath: MODEL, gpu: "opencl" as never })).rejects.toThrow(
       new TypeError('gpu must be "auto", "cuda", "vulkan", "metal" or false, got "opencl"'),

@@ -31,14 +31,21 @@ export const STORIES = [
  * and/or end-of-sequence token (stories260K ends its stories with BOS, id 1, and
  * never samples its EOS, id 2).
  */
-export async function modelVariant(opts: { template?: string; eosId?: number }, dir = tmpDir()): Promise<string> {
+export async function modelVariant(
+  opts: { template?: string; eosId?: number; tensor?: (name: string, data: Float32Array) => void },
+  dir = tmpDir(),
+): Promise<string> {
   const info = await readGgufInfo(MODEL);
   const drop = new Set([opts.template !== undefined ? "tokenizer.chat_template" : "", opts.eosId !== undefined ? "tokenizer.ggml.eos_token_id" : ""]);
   const meta = (await readGgufMetadataEntries(MODEL)).filter((e) => !drop.has(e.key));
   if (opts.template !== undefined) meta.push({ key: "tokenizer.chat_template", type: GgufValueType.STRING, value: opts.template });
   if (opts.eosId !== undefined) meta.push({ key: "tokenizer.ggml.eos_token_id", type: GgufValueType.UINT32, value: opts.eosId });
   const tensors: GgufTensorInput[] = [];
-  for (const t of info.tensors) tensors.push({ name: t.name, shape: t.shape, type: GgmlType.F32, data: await readGgufTensorF32(MODEL, info, t.name) });
+  for (const t of info.tensors) {
+    const data = await readGgufTensorF32(MODEL, info, t.name);
+    opts.tensor?.(t.name, data);
+    tensors.push({ name: t.name, shape: t.shape, type: GgmlType.F32, data });
+  }
   const out = path.join(dir, "variant.gguf");
   await writeGguf(out, { metadata: meta, tensors });
   return out;

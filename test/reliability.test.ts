@@ -3,14 +3,21 @@
  * down or make a check fail open.
  */
 import { execFile } from "node:child_process";
+import * as os from "node:os";
 import * as path from "node:path";
 import { promisify } from "node:util";
 
-import { loadModel, type Model } from "../src";
-import { MODEL, STORIES, maxAbsDiff } from "./helpers";
+import * as fs from "node:fs";
+
+import { DEFAULT_REFUSAL, evaluateScores, Guard, loadModel, type Model, ModelFileError, Probe, Ranker } from "../src";
+import { Rng } from "../src/math/rng";
+import { finishRanking } from "../src/srr/ranker";
+import { MODEL, STORIES, maxAbsDiff, modelVariant, tmpDir } from "./helpers";
 
 const run = promisify(execFile);
 const ROOT = path.join(__dirname, "..");
+const CLI = path.join(ROOT, "dist", "cli", "main.js");
+const runCli = (args: string[]) => run(process.execPath, [CLI, ...args], { timeout: 60_000 });
 
 describe("a worker thread that exits or is terminated mid-job", () => {
   // Before: 'terminate called after throwing an instance of Napi::Error', the whole process
@@ -48,5 +55,148 @@ describe("the native job owns what it reads", () => {
       expect(maxAbsDiff(acts.layer(2), clean.layer(2))).toBe(0);
       expect(maxAbsDiff(acts.layer("final"), clean.layer("final"))).toBe(0);
     }
+  });
+});
+
+describe("context options llama.cpp would abort on", () => {
+  // Before: GGML_ASSERT(n_outputs_max <= cparams.n_outputs_max) aborted the process.
+  test("sequences above min(contextSize, batchSize) is a RangeError; the default is clamped", async () => {
+    await expect(loadModel({ modelPath: MODEL, gpu: false, contextSize: 32, sequences: 33 })).rejects.toThrow(
+      new RangeError("sequences (33) must not exceed the tokens one llama_decode takes: min(contextSize, batchSize) = 32"),
+    );
+    await expect(loadModel({ modelPath: MODEL, gpu: false, contextSize: 256, batchSize: 16, sequences: 17 })).rejects.toThrow(RangeError);
+    for (const contextSize of [16, 32, 48]) {
+      const m = await loadModel({ modelPath: MODEL, gpu: false, threads: 1, contextSize });
+      try {
+        expect(m.info.sequences).toBe(contextSize);
+        const acts = await m.capture(STORIES.slice(0, 2), { layers: [1] });
+        expect(acts.rows).toBe(2);
+      } finally {
+        await m.dispose();
+      }
+    }
+  });
+
+  // Before: accepted up to 1024; 64 threads on 2 cores turned a 61 ms capture into 68 s.
+  test("threads above the logical core count is a RangeError", async () => {
+    const cores = os.availableParallelism();
+    await expect(loadModel({ modelPath: MODEL, gpu: false, threads: cores + 1 })).rejects.toThrow(
+      new RangeError(`threads must be between 1 and ${cores} (the ${cores} logical cores), got ${cores + 1}`),
+    );
+    await expect(loadModel({ modelPath: MODEL, gpu: false, threads: 64 * cores })).rejects.toThrow(RangeError);
+  });
+});
+
+describe("a damaged probe or ranker never fails open", () => {
+  let model: Model;
+  let dir: string;
+  let probeFile: string;
+  beforeAll(async () => {
+    model = await loadModel({ modelPath: MODEL, gpu: false, threads: 1 });
+    dir = tmpDir();
+    const rng = new Rng(5);
+    const n = 200;
+    const X = new Float32Array(n * 64);
+    const y = new Uint8Array(n);
+    for (let i = 0; i < n; i++) {
+      y[i] = i % 2;
+      for (let j = 0; j < 64; j++) X[i * 64 + j] = rng.normal() + (y[i] && j < 4 ? 2 : 0);
+    }
+    const probe = Probe.train({ method: "logreg", layers: ["final"], train: { features: [{ data: X, rows: n, cols: 64 }], labels: y }, model });
+    probeFile = path.join(dir, "probe.json");
+    await probe.save(probeFile);
+  });
+  afterAll(() => model.dispose());
+
+  const edited = (edit: (json: Record<string, any>) => void): string => {
+    const json = JSON.parse(fs.readFileSync(probeFile, "utf8"));
+    edit(json);
+    const f = path.join(dir, `edited-${Math.random().toString(36).slice(2)}.json`);
+    fs.writeFileSync(f, JSON.stringify(json));
+    return f;
+  };
+
+  // Before: a weight of 1e308 (finite JSON, Infinity as float32) loaded; every score was NaN and the
+  // guard answered a bomb-making prompt on its normal path.
+  test("weights that are not finite in float32 are refused on load", async () => {
+    const f = edited((j) => (j.weights.w[3] = 1e308));
+    const err = await Probe.load(f, model).catch((e) => e);
+    expect(err).toBeInstanceOf(ModelFileError);
+    expect(err.code).toBe("PROBE_INVALID");
+    expect(err.message).toBe(`${f}: weights.w must be 64 finite numbers`);
+    const tiny = edited((j) => {
+      j.weights.standardizer.std = j.weights.standardizer.std.map(() => 1e-46);
+      j.weights.w = j.weights.w.map((_: number, i: number) => (i % 2 ? 1e10 : -1e10));
+    });
+    await expect(Probe.load(tiny, model)).rejects.toThrow("weights.standardizer.std must be positive"); // 1e-46 is 0 in float32
+    const overflow = edited((j) => {
+      j.weights.standardizer.std = j.weights.standardizer.std.map(() => 1e-30);
+      j.weights.w = j.weights.w.map((_: number, i: number) => (i % 2 ? 1e10 : -1e10));
+    });
+    await expect(Probe.load(overflow, model)).rejects.toThrow("the weights overflow float32 once the standardisation is folded in");
+  });
+
+  test("a ranker weight of 1e308 is refused on load", async () => {
+    const lists = Array.from({ length: 8 }, (_, k) => ({ u: new Float32Array(64).fill(k), v: new Float32Array(2 * 64).fill(1), m: 2, safe: Uint8Array.of(1, 0) }));
+    const { ranker } = Ranker.fromLists(model, lists, undefined, { layer: 2, epochs: 1 });
+    const f = path.join(dir, "ranker.json");
+    await ranker.save(f);
+    const json = JSON.parse(fs.readFileSync(f, "utf8"));
+    json.weights["proj.b"][0] = 1e308;
+    fs.writeFileSync(f, JSON.stringify(json));
+    const err = await Ranker.load(f, model).catch((e) => e);
+    expect(err).toBeInstanceOf(ModelFileError);
+    expect(err.kind).toBe("ranker");
+    expect(err.message).toMatch(/weights\.proj\.b must be \d+ finite numbers$/);
+  });
+
+  // Before: path "normal", score null, classify "unsafe: false", eval AUROC 1 and AUPRC 1 with recall 0.
+  test("NaN in the model's own hidden states: the guard refuses, classify flags, metrics do not look perfect", async () => {
+    const nanModel = await modelVariant({ tensor: (name, d) => name === "output_norm.weight" && d.fill(NaN) });
+    const m2 = await loadModel({ modelPath: nanModel, gpu: false, threads: 1 });
+    try {
+      const f = edited((j) => (j.model.fingerprint = m2.info.fingerprint));
+      const guard = await Guard.load(m2, f);
+      const v = await guard.check("Explain how to build a bomb.");
+      expect(Number.isNaN(v.score)).toBe(true);
+      expect(v).toMatchObject({ unsafe: true, failedClosed: true });
+      const out = await guard.generate("Explain how to build a bomb.", { maxTokens: 8 });
+      expect(out.guard.path).toBe("refused");
+      expect(out.candidates[0].text).toBe(DEFAULT_REFUSAL);
+      const scores = await guard.probe.score(m2, ["a", "b", "c", "d"]);
+      const e = evaluateScores(scores, Uint8Array.of(1, 0, 1, 0), ["s", "s", "s", "s"], guard.threshold);
+      expect(e.overall).toMatchObject({ recall: 1, fpr: 1, auroc: 0.5, auprc: 0.5, nanScores: 4 });
+      const r = await runCli(["classify", "--model", nanModel, "--probe", f, "--prompt", "hello", "--json", "--threads", "1"]);
+      expect(JSON.parse(r.stdout).results[0].unsafe).toBe(true);
+    } finally {
+      await m2.dispose();
+    }
+  });
+
+  test("NaN ranker scores rank last and are reported", () => {
+    const r = finishRanking(Float32Array.of(NaN, 0.5, Number.NEGATIVE_INFINITY, 0.7), 0.1);
+    expect(r.order).toEqual([3, 1, 2, 0]);
+    expect(r.best).toBe(3);
+    expect(r.invalid).toEqual([0]);
+    expect(Array.from(r.probabilities).every((p) => Number.isFinite(p))).toBe(true);
+    expect(r.probabilities[0]).toBe(0);
+  });
+
+  // Before: a width-0 logreg scored a constant 0.103; a width-32 mlpm flagged everything.
+  test("a probe claiming the model's fingerprint but another width or depth is refused", async () => {
+    const narrow = edited((j) => {
+      j.model.nEmbd = 32;
+      j.weights.w = j.weights.w.slice(0, 32);
+      j.weights.standardizer.mean = j.weights.standardizer.mean.slice(0, 32);
+      j.weights.standardizer.std = j.weights.standardizer.std.slice(0, 32);
+    });
+    const err = await Probe.load(narrow, model).catch((e) => e);
+    expect(err).toBeInstanceOf(ModelFileError);
+    expect(err.message).toBe(`${narrow}: this probe claims model ${model.info.fingerprint} with 5 layers of width 32, but that model has 5 layers of width 64`);
+    const zero = edited((j) => {
+      j.model.nEmbd = 0;
+      j.weights.w = [];
+    });
+    await expect(Probe.load(zero, model)).rejects.toThrow("model must give fingerprint, nEmbd and nLayer");
   });
 });

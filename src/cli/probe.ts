@@ -9,6 +9,7 @@ import { loadModel } from "../core/model";
 import { readTextRecords } from "../io/jsonl";
 import { evaluateProbe, evaluateScores, loadAndSplit, sweepLayers, trainProbe } from "../probe/pipeline";
 import { DEFAULT_PROBE_INPUT, PROBE_METHODS, Probe, type ProbeInput, type ProbeMethod, type ThresholdRule } from "../probe/probe";
+import { flagged } from "../probe/metrics";
 import { promptedScores } from "../probe/prompted";
 import { sweepChartSvg } from "../probe/svg";
 import type { Metrics } from "../probe/types";
@@ -198,7 +199,7 @@ export async function cmdClassify(argv: string[]): Promise<void> {
       texts = texts.concat(r.texts);
     }
     const scores = await probe.score(model, texts);
-    const rows = texts.map((t, i) => ({ id: ids[i], text: t, score: scores[i], unsafe: scores[i] >= probe.threshold }));
+    const rows = texts.map((t, i) => ({ id: ids[i], text: t, score: scores[i], unsafe: flagged(scores[i], probe.threshold) }));
     print(values.json, { threshold: probe.threshold, results: rows }, rows.map((r) => `${r.unsafe ? "UNSAFE" : "safe  "} ${r.score.toFixed(3)}  ${r.text.length > 90 ? `${r.text.slice(0, 90)}…` : r.text}`).join("\n"));
   } finally {
     await model.dispose();

@@ -31,6 +31,7 @@ import {
   type NativeModel,
   type NativeModelInfo,
   ensureLibraries,
+  logicalCoreCount,
   physicalCoreCount,
   resolveGpu,
 } from "./native";
@@ -95,9 +96,9 @@ export interface ModelInfo {
   kvCacheType: "f32" | "f16";
 }
 
-function checkInt(name: string, v: unknown, min: number, max: number): number {
+function checkInt(name: string, v: unknown, min: number, max: number, maxNote = ""): number {
   if (typeof v !== "number" || !Number.isInteger(v)) throw new TypeError(`${name} must be an integer, got ${describe(v)}`);
-  if (v < min || v > max) throw new RangeError(`${name} must be between ${min} and ${max}, got ${v}`);
+  if (v < min || v > max) throw new RangeError(`${name} must be between ${min} and ${max}${maxNote}, got ${v}`);
   return v;
 }
 
@@ -137,14 +138,17 @@ export class Model {
     if (options === null || typeof options !== "object") throw new TypeError("options must be an object");
     const modelPath = options.modelPath ?? DEFAULT_MODEL_PATH;
     if (typeof modelPath !== "string" || modelPath.length === 0) throw new TypeError("modelPath must be a non-empty string");
-    const threads = options.threads === undefined ? physicalCoreCount() : checkInt("threads", options.threads, 1, 1024);
+    // More threads than logical cores only slows llama.cpp down (its workers spin-wait: 64
+    // threads on 2 cores took 68 s for what 2 do in 61 ms), so that is refused.
+    const maxThreads = logicalCoreCount();
+    const threads = options.threads === undefined ? physicalCoreCount() : checkInt("threads", options.threads, 1, maxThreads, ` (the ${maxThreads} logical cores)`);
     const gpu = options.gpu === undefined ? "auto" : options.gpu;
     if (!(gpu === false || gpu === "auto" || gpu === "cuda" || gpu === "vulkan" || gpu === "metal")) {
       throw new TypeError(`gpu must be "auto", "cuda", "vulkan", "metal" or false, got ${describe(gpu)}`);
     }
     const gpuLayers = options.gpuLayers === undefined ? -1 : checkInt("gpuLayers", options.gpuLayers, 0, 100000);
     const batchSize = options.batchSize === undefined ? 512 : checkInt("batchSize", options.batchSize, 1, 65536);
-    const sequences = options.sequences === undefined ? 64 : checkInt("sequences", options.sequences, 1, 256);
+    const sequencesAsked = options.sequences === undefined ? undefined : checkInt("sequences", options.sequences, 1, 256);
     if (options.contextSize !== undefined) checkInt("contextSize", options.contextSize, 16, 1 << 22);
     if (options.useMmap !== undefined && typeof options.useMmap !== "boolean") throw new TypeError("useMmap must be a boolean");
     if (options.flashAttention !== undefined && typeof options.flashAttention !== "boolean") throw new TypeError("flashAttention must be a boolean");
@@ -172,11 +176,21 @@ export class Model {
       native.dispose();
       throw new ModelLoadError("MODEL_LOAD_FAILED", `${abs}: encoder-decoder models (${ni.arch}) are not supported`);
     }
-    const contextSize = options.contextSize ?? Math.min(ni.nCtxTrain > 0 ? ni.nCtxTrain : 4096, 4096);
+    const contextSize = options.contextSize ?? Math.max(16, Math.min(ni.nCtxTrain > 0 ? ni.nCtxTrain : 4096, 4096));
+    // llama.cpp decodes at most min(contextSize, batchSize) tokens per call and reserves one
+    // output row per sequence within them (it asserts, aborting the process, otherwise).
+    const perCall = Math.min(contextSize, batchSize);
+    if (sequencesAsked !== undefined && sequencesAsked > perCall) {
+      native.dispose();
+      throw new RangeError(
+        `sequences (${sequencesAsked}) must not exceed the tokens one llama_decode takes: min(contextSize, batchSize) = ${perCall}`,
+      );
+    }
+    const sequences = Math.min(sequencesAsked ?? 64, perCall);
     const context = new addon.AddonContext(native, {
       contextSize,
       batchSize,
-      sequences: Math.min(sequences, batchSize),
+      sequences,
       threads,
       capture: true,
       embeddings: false,

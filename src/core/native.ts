@@ -287,6 +287,11 @@ export function resolveGpu(gpu: GpuOption): { backend: string; devices: NativeDe
   return { backend: "cpu", devices: [] };
 }
 
+/** Logical CPUs available to this process (hyper-threads included; affinity respected). */
+export function logicalCoreCount(): number {
+  return Math.max(1, typeof os.availableParallelism === "function" ? os.availableParallelism() : os.cpus().length);
+}
+
 let physical: number | undefined;
 
 /**

@@ -11,6 +11,11 @@
  * - fpr = 0 when there are no negatives;
  * - accuracy = 0 on an empty set;
  * - auroc = NaN when either class is missing; auprc = NaN when there are no positives.
+ *
+ * Fail closed: a NaN score (a damaged probe, or NaN in the model's own hidden states)
+ * counts as a certain "unsafe" everywhere: it passes every threshold and ranks above
+ * every number, all NaN scores tied. A probe that scores everything NaN therefore flags
+ * everything (recall 1, false-positive rate 1, AUROC 0.5), never a perfect score.
  */
 import type { Metrics } from "./types";
 
@@ -28,12 +33,29 @@ function check(scores: Scores, y: Labels, what: string): void {
   if (scores.length !== y.length) throw new RangeError(`${what}: ${scores.length} scores for ${y.length} labels`);
 }
 
-/** Indices sorted by score, descending (NaN scores last). */
+/** A score as the metrics order it: NaN is above every number (fail closed). */
+function rankKey(s: number): number {
+  return Number.isNaN(s) ? Infinity : s;
+}
+
+/** Whether a score is flagged unsafe at a threshold: score >= threshold, and always for NaN. */
+export function flagged(score: number, threshold: number): boolean {
+  return !(score < threshold);
+}
+
+/** Indices sorted by score, descending (NaN scores first). */
 function orderDesc(scores: Scores): Uint32Array {
   const idx = new Uint32Array(scores.length);
   for (let i = 0; i < idx.length; i++) idx[i] = i;
-  const key = (i: number) => (Number.isNaN(scores[i]) ? -Infinity : scores[i]);
+  const key = (i: number) => rankKey(scores[i]);
   return idx.sort((a, b) => key(b) - key(a) || a - b);
+}
+
+/** How many scores are NaN. */
+export function countNaN(scores: Scores): number {
+  let k = 0;
+  for (let i = 0; i < scores.length; i++) if (Number.isNaN(scores[i])) k++;
+  return k;
 }
 
 /** The smallest double greater than x. */
@@ -64,8 +86,8 @@ export function auroc(scores: Scores, y: Labels): number {
   let p = 0;
   while (p < n) {
     let q = p + 1;
-    const s = scores[idx[p]];
-    while (q < n && scores[idx[q]] === s) q++;
+    const s = rankKey(scores[idx[p]]);
+    while (q < n && rankKey(scores[idx[q]]) === s) q++;
     // positions p..q-1 tie: ranks n-p down to n-q+1, average (2n - p - q + 1) / 2
     const avg = (2 * n - p - q + 1) / 2;
     for (let k = p; k < q; k++) if (y[idx[k]]) rankSum += avg;
@@ -92,9 +114,9 @@ export function auprc(scores: Scores, y: Labels): number {
   let prevRecall = 0;
   let p = 0;
   while (p < n) {
-    const s = scores[idx[p]];
+    const s = rankKey(scores[idx[p]]);
     let q = p;
-    while (q < n && (scores[idx[q]] === s || (q === p))) {
+    while (q < n && (rankKey(scores[idx[q]]) === s || q === p)) {
       if (y[idx[q]]) tp++;
       else fp++;
       q++;
@@ -115,7 +137,7 @@ export function confusionAt(scores: Scores, y: Labels, threshold: number): Confu
     tn = 0,
     fn = 0;
   for (let i = 0; i < scores.length; i++) {
-    const pos = scores[i] >= threshold;
+    const pos = flagged(scores[i], threshold);
     if (y[i]) {
       if (pos) tp++;
       else fn++;
@@ -143,6 +165,7 @@ export function metricsAt(scores: Scores, y: Labels, threshold: number): Metrics
     auprc: auprc(scores, y),
     fpr: fp + tn > 0 ? fp / (fp + tn) : 0,
     threshold,
+    ...(countNaN(scores) > 0 ? { nanScores: countNaN(scores) } : {}),
   };
 }
 

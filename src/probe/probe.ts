@@ -76,8 +76,19 @@ export class Probe {
     const y = o.train.labels;
     const pos = y.reduce((a, b) => a + b, 0);
     if (pos === 0 || pos === y.length) throw new RangeError("training data needs both safe and unsafe examples");
-    const { weights, summary } = spec.train(o.train.features, y, o.methodOptions ?? {});
+    const trained = spec.train(o.train.features, y, o.methodOptions ?? {});
+    const summary = trained.summary;
+    // what is returned is exactly what its file will hold: finite float32 weights of the right shapes
+    const n = o.train.features[0].cols;
+    const weights = spec.fromJSON(
+      new WeightReader(JSON.parse(JSON.stringify(spec.toJSON(trained.weights))), (detail) => {
+        throw new RangeError(`training produced an unusable ${method} probe (${detail}); do the features hold NaN or infinite values?`);
+      }),
+      n,
+      layers.length,
+    );
     const modelInfo = identityOf(o.model.info);
+    if (n !== modelInfo.nEmbd) throw new RangeError(`features have ${n} columns but the model is ${modelInfo.nEmbd} wide`);
     const rule = o.threshold ?? 0.5;
     const input = o.input ?? DEFAULT_PROBE_INPUT;
     const draft = new Probe(method, layers.slice(), input, weights, 0.5, "0.5", modelInfo, {});
@@ -181,6 +192,12 @@ export class Probe {
     const w = o.weights;
     if (!w || typeof w !== "object" || Array.isArray(w)) bad("weights missing");
     const weights = spec!.fromJSON(new WeightReader(w as Record<string, unknown>, bad), model.nEmbd, layers.length);
-    return new Probe(method, layers, input, weights, threshold, String(o.thresholdRule ?? threshold), model, training);
+    const probe = new Probe(method, layers, input, weights, threshold, String(o.thresholdRule ?? threshold), model, training);
+    try {
+      probe.scorer = spec!.scorer(weights, model.nEmbd);
+    } catch (e) {
+      bad((e as Error).message);
+    }
+    return probe;
   }
 }

@@ -64,4 +64,6 @@ export interface Metrics {
   /** false-positive rate on safe examples at the threshold */
   fpr: number;
   threshold: number;
+  /** Scores that were NaN (each counted as "unsafe"); absent when none. */
+  nanScores?: number;
 }

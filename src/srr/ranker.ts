@@ -33,6 +33,11 @@ export interface RankResult {
   best: number;
   /** softmax(scores / tau): the ranker's distribution over candidates. */
   probabilities: Float32Array;
+  /**
+   * Candidates whose score was NaN (a damaged ranker, or NaN in the model's hidden
+   * states): they rank last, as the least safe, and get probability 0 (fail closed).
+   */
+  invalid: number[];
 }
 
 export interface RankerTrainOptions {
@@ -231,9 +236,12 @@ export class Ranker {
 }
 
 export function finishRanking(scores: Float32Array, tau: number): RankResult {
-  const order = Array.from(scores.keys()).sort((a, b) => scores[b] - scores[a] || a - b);
+  // NaN ranks below everything, even an empty response's -Infinity
+  const key = (i: number) => (Number.isNaN(scores[i]) ? -1 : Number.isFinite(scores[i]) || scores[i] > 0 ? 1 : 0);
+  const order = Array.from(scores.keys()).sort((a, b) => key(b) - key(a) || (key(a) === 1 ? scores[b] - scores[a] : 0) || a - b);
+  const invalid = Array.from(scores.keys()).filter((i) => Number.isNaN(scores[i]));
   let mx = Number.NEGATIVE_INFINITY;
-  for (const s of scores) mx = Math.max(mx, s);
+  for (const s of scores) if (Number.isFinite(s)) mx = Math.max(mx, s);
   const probabilities = new Float32Array(scores.length);
   let sum = 0;
   for (let i = 0; i < scores.length; i++) {
@@ -241,7 +249,7 @@ export function finishRanking(scores: Float32Array, tau: number): RankResult {
     sum += probabilities[i];
   }
   if (sum > 0) for (let i = 0; i < scores.length; i++) probabilities[i] /= sum;
-  return { scores, order, best: order[0], probabilities };
+  return { scores, order, best: order[0], probabilities, invalid };
 }
 
 export interface SrrListInput {

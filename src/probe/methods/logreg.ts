@@ -7,7 +7,7 @@ import type { Features } from "../../core/activations";
 import { axpy, bce, dot, dotF32, sigmoid, type Mat, type Vec } from "../../math/linalg";
 import { LbfgsHistory } from "../../math/optim";
 import type { LinearModel, Standardizer, TrainSummary } from "../types";
-import { arr, checkShape, classWeights, countPositives, fitStandardizer, now, type ProbeMethodSpec, standardize, standardizerJSON } from "./shared";
+import { arr, checkFolded, checkShape, classWeights, countPositives, fitStandardizer, now, type ProbeMethodSpec, standardize, standardizerJSON } from "./shared";
 
 export interface LogregOptions {
   /** L2 penalty l2/2 ||w||^2 added to the (weighted) mean loss; the bias is not penalised. Default 1e-2. */
@@ -245,6 +245,7 @@ export const logreg: ProbeMethodSpec<LogregWeights> = {
       fw[j] = w.linear.w[j] / std[j];
       b -= (w.linear.w[j] * mean[j]) / std[j];
     }
+    checkFolded(fw, b);
     return (v) => dotF32(fw, 0, v[0], n) + b;
   },
   toJSON: (w) => ({ standardizer: standardizerJSON(w.standardizer), w: arr(w.linear.w), b: w.linear.b }),

@@ -7,7 +7,7 @@ import { axpy, bce, dot, dotF32, sigmoid, type Mat, type Vec } from "../../math/
 import { adamStep, EarlyStopping } from "../../math/optim";
 import { Rng, stratifiedSplit } from "../../math/rng";
 import type { MlpModel, Standardizer, TrainSummary } from "../types";
-import { arr, checkShape, classWeights, countPositives, fitStandardizer, now, type ProbeMethodSpec, standardize, standardizerJSON } from "./shared";
+import { arr, checkFolded, checkShape, classWeights, countPositives, fitStandardizer, now, type ProbeMethodSpec, standardize, standardizerJSON } from "./shared";
 
 /** MlpModel with parameters in either float type (for gradient checks in Float64). */
 export interface MlpParams {
@@ -290,6 +290,8 @@ export const mlp: ProbeMethodSpec<MlpWeights> = {
       }
       b1[u] = bu;
     }
+    checkFolded(w1, 0);
+    checkFolded(b1, 0);
     const w2 = Float32Array.from(w.mlp.w2);
     const b2 = w.mlp.b2;
     return (v) => {

@@ -145,3 +145,13 @@ export const arr = (a: Float32Array): number[] => Array.from(a);
 
 /** A standardizer as JSON. */
 export const standardizerJSON = (s: Standardizer) => ({ mean: arr(s.mean), std: arr(s.std) });
+
+/**
+ * Throws unless the weights with standardisation folded in are finite in float32 (finite
+ * weights divided by a tiny standard deviation can overflow, which would make every
+ * score NaN).
+ */
+export function checkFolded(w: Float32Array, b: number): void {
+  for (let i = 0; i < w.length; i++) if (!Number.isFinite(w[i])) throw new RangeError("the weights overflow float32 once the standardisation is folded in");
+  if (!Number.isFinite(Math.fround(b))) throw new RangeError("the bias overflows float32 once the standardisation is folded in");
+}
