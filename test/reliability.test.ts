@@ -9,7 +9,7 @@ import { promisify } from "node:util";
 
 import * as fs from "node:fs";
 
-import { DEFAULT_REFUSAL, evaluateScores, Guard, loadModel, type Model, ModelFileError, Probe, Ranker } from "../src";
+import { DataFormatError, DEFAULT_REFUSAL, evaluateScores, Guard, loadModel, loadPromptFiles, type Model, ModelFileError, Probe, Ranker } from "../src";
 import { Rng } from "../src/math/rng";
 import { finishRanking } from "../src/srr/ranker";
 import { MODEL, STORIES, maxAbsDiff, modelVariant, tmpDir } from "./helpers";
@@ -198,5 +198,77 @@ describe("a damaged probe or ranker never fails open", () => {
       j.weights.w = [];
     });
     await expect(Probe.load(zero, model)).rejects.toThrow("model must give fingerprint, nEmbd and nLayer");
+  });
+});
+
+describe("smaller input holes", () => {
+  let model: Model;
+  beforeAll(async () => {
+    model = await loadModel({ modelPath: MODEL, gpu: false, threads: 1 });
+  });
+  afterAll(() => model.dispose());
+
+  // Before: passed the `in` check, then 'TypeError: A number was expected' from the addon.
+  test.each(["toString", "constructor", "__proto__", "hasOwnProperty"])("pool %p is refused by name", async (pool) => {
+    await expect(model.capture(["hi"], { layers: [1], pool: pool as never })).rejects.toThrow(
+      new TypeError(`pool must be "last", "mean" or "tokens", got ${JSON.stringify(pool)}`),
+    );
+  });
+
+  // Before: every case said 'got an array'.
+  test("chat messages with missing or wrong fields say which", async () => {
+    const cases: [unknown, string][] = [
+      [[{ role: "user" }], "but message 0 has no content"],
+      [[{ role: "user", content: "ok" }, { role: "user", content: 5 }], "but message 1 has content number 5"],
+      [[{ content: "x" }], "but message 0 has no role"],
+      [[null], "but message 0 is null"],
+      [["hi"], 'but message 0 is "hi"'],
+    ];
+    for (const [input, why] of cases) {
+      await expect(model.capture([input as never], { layers: [1] })).rejects.toThrow(
+        new TypeError(`texts[0] must be a string or an array of { role, content } messages, ${why}`),
+      );
+    }
+  });
+
+  // Before: invalid bytes silently became U+FFFD.
+  test("invalid UTF-8 in a JSONL file is a DataFormatError with file and line, unless lossyUtf8", async () => {
+    const dir = tmpDir();
+    const f = path.join(dir, "bad.jsonl");
+    fs.writeFileSync(f, Buffer.concat([Buffer.from('{"text": "fine", "label": "safe"}\n{"text": "caf'), Buffer.from([0xe9]), Buffer.from('", "label": "unsafe"}\n')]));
+    const err = await loadPromptFiles([f]).catch((e) => e);
+    expect(err).toBeInstanceOf(DataFormatError);
+    expect(err.message).toBe(
+      `${f}:2: the line is not valid UTF-8; re-encode the file as UTF-8, or read it with lossyUtf8 (CLI: --lossy-utf8) to replace the bad bytes with U+FFFD`,
+    );
+    const { records } = await loadPromptFiles([f], { lossyUtf8: true });
+    expect(records.map((r) => r.text)).toEqual(["fine", "caf\uFFFD"]);
+    const cli = await run(process.execPath, [CLI, "sweep", "--data", f, "--json", "--threads", "1", "--no-cache"]).catch((e) => e);
+    expect(cli.stderr).toContain("bad.jsonl:2: the line is not valid UTF-8");
+    // CRLF line ends and a BOM are still fine
+    const crlf = path.join(dir, "crlf.jsonl");
+    fs.writeFileSync(crlf, '\uFEFF{"text": "a", "label": "safe"}\r\n{"text": "b", "label": "unsafe"}\r\n');
+    expect((await loadPromptFiles([crlf])).records.map((x) => x.text)).toEqual(["a", "b"]);
+  });
+
+  // The README's claim: other batch sizes change llama.cpp's kernel paths, so values agree to
+  // float32 rounding: within 2e-6 of the largest magnitude (measured: 6.4e-7 relative).
+  test("batchSize 1 and 7 agree with the default to 2e-6 of the largest value", async () => {
+    const layers = [0, 2, 4, "final"] as const;
+    const ref = await model.capture(STORIES, { layers: [...layers], pool: "tokens" });
+    for (const batchSize of [1, 7]) {
+      const m = await loadModel({ modelPath: MODEL, gpu: false, threads: 1, batchSize });
+      try {
+        const acts = await m.capture(STORIES, { layers: [...layers], pool: "tokens" });
+        for (const l of layers) {
+          const a = acts.layer(l);
+          const b = ref.layer(l);
+          const scale = b.reduce((x, v) => Math.max(x, Math.abs(v)), 0);
+          expect(maxAbsDiff(a, b)).toBeLessThanOrEqual(2e-6 * scale);
+        }
+      } finally {
+        await m.dispose();
+      }
+    }
   });
 });

@@ -24,6 +24,7 @@ const dataOptions = {
   "no-chat": { type: "boolean", default: false },
   "no-assistant-prefix": { type: "boolean", default: false },
   "system-prompt": { type: "string" },
+  "lossy-utf8": { type: "boolean", default: false },
 } as const;
 
 type Values = Record<string, unknown>;
@@ -40,6 +41,7 @@ function commonData(values: Values, log: (m: string) => void) {
     files: dataFiles(values),
     seed: intOption(values.seed as string | undefined, "seed") ?? 1,
     limitPerFile: intOption(values["limit-per-file"] as string | undefined, "limit-per-file"),
+    lossyUtf8: values["lossy-utf8"] === true,
     cacheDir: values["no-cache"] ? null : ((values["cache-dir"] as string | undefined) ?? undefined),
     onLog: log,
   };
@@ -182,7 +184,14 @@ export async function cmdSweep(argv: string[]): Promise<void> {
 export async function cmdClassify(argv: string[]): Promise<void> {
   const { values } = parseArgs({
     args: argv,
-    options: { ...common, probe: { type: "string" }, prompt: { type: "string", multiple: true }, input: { type: "string" }, field: { type: "string", default: "text" } },
+    options: {
+      ...common,
+      probe: { type: "string" },
+      prompt: { type: "string", multiple: true },
+      input: { type: "string" },
+      field: { type: "string", default: "text" },
+      "lossy-utf8": { type: "boolean", default: false },
+    },
     strict: true,
   });
   if (!values.probe) throw new UsageError("classify needs --probe probe.json");
@@ -194,7 +203,7 @@ export async function cmdClassify(argv: string[]): Promise<void> {
     let texts: string[] = values.prompt ?? [];
     ids = texts.map((_, i) => `prompt${i}`);
     if (values.input) {
-      const r = await readTextRecords(values.input, { field: values.field });
+      const r = await readTextRecords(values.input, { field: values.field, lossyUtf8: values["lossy-utf8"] });
       ids = ids.concat(r.ids);
       texts = texts.concat(r.texts);
     }

@@ -17,6 +17,7 @@ const dataOptions = {
   "max-candidates": { type: "string" },
   "max-chars": { type: "string" },
   "test-source": { type: "string", multiple: true },
+  "lossy-utf8": { type: "boolean", default: false },
 } as const;
 
 type Values = Record<string, unknown>;
@@ -28,6 +29,7 @@ function rankerData(values: Values, log: (m: string) => void) {
     files,
     seed: intOption(values.seed as string | undefined, "seed") ?? 1,
     limitPerFile: intOption(values["limit-per-file"] as string | undefined, "limit-per-file"),
+    lossyUtf8: values["lossy-utf8"] === true,
     maxCandidates: intOption(values["max-candidates"] as string | undefined, "max-candidates"),
     maxChars: intOption(values["max-chars"] as string | undefined, "max-chars"),
     testSources: (values["test-source"] as string[] | undefined) ?? undefined,
@@ -110,7 +112,15 @@ export async function cmdEvalRanker(argv: string[]): Promise<void> {
 export async function cmdRank(argv: string[]): Promise<void> {
   const { values } = parseArgs({
     args: argv,
-    options: { ...common, ranker: { type: "string" }, instruction: { type: "string" }, candidate: { type: "string", multiple: true }, input: { type: "string" }, chat: { type: "boolean", default: false } },
+    options: {
+      ...common,
+      ranker: { type: "string" },
+      instruction: { type: "string" },
+      candidate: { type: "string", multiple: true },
+      input: { type: "string" },
+      chat: { type: "boolean", default: false },
+      "lossy-utf8": { type: "boolean", default: false },
+    },
     strict: true,
   });
   if (!values.ranker) throw new UsageError("rank needs --ranker ranker.json");
@@ -120,7 +130,7 @@ export async function cmdRank(argv: string[]): Promise<void> {
     lists.push({ prompt: values.instruction, candidates: values.candidate });
   }
   if (values.input) {
-    for await (const { value } of readJsonl(values.input)) {
+    for await (const { value } of readJsonl(values.input, { lossyUtf8: values["lossy-utf8"] })) {
       const v = value as { prompt?: unknown; candidates?: unknown };
       if (typeof v.prompt === "string" && Array.isArray(v.candidates)) {
         lists.push({ prompt: v.prompt, candidates: v.candidates.map((c) => (typeof c === "string" ? c : String((c as { text?: unknown }).text ?? ""))) });

@@ -102,6 +102,18 @@ function checkInt(name: string, v: unknown, min: number, max: number, maxNote = 
   return v;
 }
 
+/** What is wrong with something that should be a string or chat messages, for TypeError messages. */
+function describeMessages(v: unknown): string {
+  if (!Array.isArray(v)) return `got ${describe(v)}`;
+  for (let i = 0; i < v.length; i++) {
+    const m = v[i] as Record<string, unknown> | null;
+    if (m === null || typeof m !== "object" || Array.isArray(m)) return `but message ${i} is ${describe(m)}`;
+    if (typeof m.role !== "string") return `but message ${i} has ${m.role === undefined ? "no role" : `role ${describe(m.role)}`}`;
+    if (typeof m.content !== "string") return `but message ${i} has ${m.content === undefined ? "no content" : `content ${describe(m.content)}`}`;
+  }
+  return "got an array";
+}
+
 /** Symbol.asyncDispose; Node 20 defines it as Symbol.for("nodejs.asyncDispose"), some sandboxes (jest) do not. */
 const asyncDispose: typeof Symbol.asyncDispose = Symbol.asyncDispose ?? (Symbol.for("nodejs.asyncDispose") as typeof Symbol.asyncDispose);
 
@@ -257,7 +269,7 @@ export class Model {
     } else if (isChatMessages(input)) {
       messages = input;
     } else {
-      throw new TypeError(`${where} must be a string or an array of { role, content } messages, got ${describe(input)}`);
+      throw new TypeError(`${where} must be a string or an array of { role, content } messages, ${describeMessages(input)}`);
     }
     if (messages === null) return { text: input as string, chat: false };
     if (messages.length === 0 || messages.every((m) => m.content.trim() === "")) {
@@ -343,7 +355,7 @@ export class Model {
     this.checkUsable();
     if (options === null || typeof options !== "object") throw new TypeError("options must be an object with a layers array");
     const pool = options.pool ?? "last";
-    if (!(pool in POOLS)) throw new TypeError(`pool must be "last", "mean" or "tokens", got ${describe(pool)}`);
+    if (!Object.prototype.hasOwnProperty.call(POOLS, pool)) throw new TypeError(`pool must be "last", "mean" or "tokens", got ${describe(pool)}`);
     if (options.earlyExit !== undefined && typeof options.earlyExit !== "boolean") throw new TypeError("earlyExit must be a boolean");
     if (options.onProgress !== undefined && typeof options.onProgress !== "function") throw new TypeError("onProgress must be a function");
     const signal = options.signal;

@@ -4,7 +4,8 @@
 import { createReadStream } from "node:fs";
 import { stat } from "node:fs/promises";
 import { basename } from "node:path";
-import { createInterface } from "node:readline";
+import { TextDecoder } from "node:util";
+
 import { AbortError, DataFormatError } from "../errors";
 
 export interface JsonlRecord {
@@ -16,6 +17,29 @@ export interface JsonlRecord {
 export interface ReadJsonlOptions {
   /** Stop reading (throwing AbortError) when this signal aborts. */
   signal?: AbortSignal;
+  /**
+   * Replace bytes that are not valid UTF-8 with U+FFFD instead of failing. Default false:
+   * a line that is not valid UTF-8 is a DataFormatError naming the file and line (silently
+   * replaced bytes would change the text a probe is trained on).
+   */
+  lossyUtf8?: boolean;
+}
+
+/** The lines of a file as bytes (split at \n, a trailing \r dropped), without holding the file. */
+async function* byteLines(path: string): AsyncGenerator<Buffer> {
+  let rest: Buffer | null = null;
+  for await (const chunk of createReadStream(path) as AsyncIterable<Buffer>) {
+    let buf: Buffer = rest ? Buffer.concat([rest, chunk]) : chunk;
+    let from = 0;
+    for (let nl = buf.indexOf(10, from); nl >= 0; nl = buf.indexOf(10, from)) {
+      const end = nl > from && buf[nl - 1] === 13 ? nl - 1 : nl;
+      yield buf.subarray(from, end);
+      from = nl + 1;
+    }
+    rest = from < buf.length ? Buffer.from(buf.subarray(from)) : null;
+    buf = Buffer.alloc(0);
+  }
+  if (rest && rest.length) yield rest[rest.length - 1] === 13 ? rest.subarray(0, rest.length - 1) : rest;
 }
 
 /** An fs-style error (code ENOENT / EISDIR) with a readable message for a data file that cannot be read. */
@@ -52,13 +76,23 @@ function describe(v: unknown): string {
  */
 export async function* readJsonl(path: string, opts: ReadJsonlOptions = {}): AsyncGenerator<JsonlRecord> {
   await checkDataFile(path);
-  const stream = createReadStream(path, { encoding: "utf8" });
-  const lines = createInterface({ input: stream, crlfDelay: Infinity });
+  const strict = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true });
+  const lossy = new TextDecoder("utf-8", { ignoreBOM: true });
   let line = 0;
-  try {
-    for await (const raw of lines) {
+  {
+    for await (const bytes of byteLines(path)) {
       line++;
       if (opts.signal?.aborted) throw new AbortError();
+      let raw: string;
+      try {
+        raw = (opts.lossyUtf8 ? lossy : strict).decode(bytes);
+      } catch {
+        throw new DataFormatError(
+          path,
+          line,
+          "the line is not valid UTF-8; re-encode the file as UTF-8, or read it with lossyUtf8 (CLI: --lossy-utf8) to replace the bad bytes with U+FFFD",
+        );
+      }
       const text = line === 1 ? raw.replace(/^\uFEFF/, "") : raw;
       if (text.trim() === "") continue;
       let value: unknown;
@@ -72,9 +106,6 @@ export async function* readJsonl(path: string, opts: ReadJsonlOptions = {}): Asy
       }
       yield { line, value: value as Record<string, unknown> };
     }
-  } finally {
-    lines.close();
-    stream.destroy();
   }
 }
 
@@ -84,6 +115,8 @@ export interface ReadTextRecordsOptions {
   /** Field holding the record id (default "id"); absent ids become `<basename>:<line>`. */
   idField?: string;
   signal?: AbortSignal;
+  /** See {@link ReadJsonlOptions.lossyUtf8}. */
+  lossyUtf8?: boolean;
 }
 
 /**
@@ -102,7 +135,7 @@ export async function readTextRecords(
   const base = basename(path);
   const ids: string[] = [];
   const texts: string[] = [];
-  for await (const { line, value } of readJsonl(path, { signal: opts.signal })) {
+  for await (const { line, value } of readJsonl(path, { signal: opts.signal, lossyUtf8: opts.lossyUtf8 })) {
     const text = value[field];
     if (typeof text !== "string") {
       const got = text === undefined ? "" : ` (got ${describe(text)})`;

@@ -39,6 +39,8 @@ export interface LoadPromptOptions {
   /** Read at most this many records (non-blank lines) from each file. */
   limitPerFile?: number;
   signal?: AbortSignal;
+  /** Replace bytes that are not valid UTF-8 instead of failing (see readJsonl). */
+  lossyUtf8?: boolean;
 }
 
 function parseRecord(file: string, base: string, line: number, value: Record<string, unknown>): PromptRecord {
@@ -81,7 +83,7 @@ export async function loadPromptFiles(
   for (const file of files) {
     const base = basename(file);
     let n = 0;
-    for await (const { line, value } of readJsonl(file, { signal: opts.signal })) {
+    for await (const { line, value } of readJsonl(file, { signal: opts.signal, lossyUtf8: opts.lossyUtf8 })) {
       all.push(parseRecord(file, base, line, value));
       if (limit !== undefined && ++n >= limit) break;
     }

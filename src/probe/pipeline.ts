@@ -18,6 +18,8 @@ export interface DataOptions {
   /** train / validation / test fractions; default 0.7 / 0.15 / 0.15 */
   fractions?: [number, number, number];
   limitPerFile?: number;
+  /** Replace bytes that are not valid UTF-8 instead of failing. */
+  lossyUtf8?: boolean;
   /** Activation cache folder; null disables the cache. Default: ActivationCache.defaultDir(). */
   cacheDir?: string | null;
   input?: ProbeInput;
@@ -73,7 +75,7 @@ export function fitContext(model: Model, records: PromptRecord[], input: ProbeIn
 }
 
 export async function loadAndSplit(opts: DataOptions, model?: Model) {
-  const loaded = await loadPromptFiles(opts.files, { limitPerFile: opts.limitPerFile });
+  const loaded = await loadPromptFiles(opts.files, { limitPerFile: opts.limitPerFile, lossyUtf8: opts.lossyUtf8 });
   const stats = loaded.stats;
   const records = model ? fitContext(model, loaded.records, opts.input ?? DEFAULT_PROBE_INPUT, opts.onLog) : loaded.records;
   const splits = splitRecords(records, { seed: opts.seed ?? 1, fractions: opts.fractions ?? [0.7, 0.15, 0.15] });

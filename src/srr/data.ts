@@ -39,6 +39,8 @@ export interface RankItem {
 
 export interface LoadResponseOptions {
   /** Read at most this many lists (non-blank lines) from each file. */
+  /** Replace bytes that are not valid UTF-8 instead of failing (see readJsonl). */
+  lossyUtf8?: boolean;
   limitPerFile?: number;
   /**
    * Keep at most this many candidates per list: a deterministic subset (chosen by a hash of the
@@ -225,7 +227,7 @@ export async function loadResponseFiles(
   for (const file of files) {
     const base = basename(file);
     let n = 0;
-    for await (const { line, value } of readJsonl(file, { signal: opts.signal })) {
+    for await (const { line, value } of readJsonl(file, { signal: opts.signal, lossyUtf8: opts.lossyUtf8 })) {
       const parsed = parseList(file, base, line, value);
       stats.read++;
       let cands = parsed.candidates;

@@ -18,6 +18,8 @@ export interface RankerDataOptions {
   seed?: number;
   fractions?: [number, number, number];
   limitPerFile?: number;
+  /** Replace bytes that are not valid UTF-8 instead of failing. */
+  lossyUtf8?: boolean;
   maxCandidates?: number;
   maxChars?: number;
   /** Cross-source generalisation: train (and validate) on every other source, test on these. */
@@ -53,7 +55,7 @@ export function shuffleCandidates(items: RankItem[], seed: number): RankItem[] {
 }
 
 export async function loadRankerData(o: RankerDataOptions) {
-  const loaded = await loadResponseFiles(o.files, { limitPerFile: o.limitPerFile, maxCandidates: o.maxCandidates, maxChars: o.maxChars });
+  const loaded = await loadResponseFiles(o.files, { limitPerFile: o.limitPerFile, lossyUtf8: o.lossyUtf8, maxCandidates: o.maxCandidates, maxChars: o.maxChars });
   const stats = loaded.stats;
   const items = o.shuffle === false ? loaded.items : shuffleCandidates(loaded.items, o.seed ?? 1);
   let train: RankItem[], val: RankItem[], test: RankItem[];
