@@ -13,6 +13,7 @@
         "native/ContextJob.cpp",
         "native/CapturePlan.cpp",
         "native/BatchDecodeWorker.cpp",
+        "native/StreamingMonitor.cpp",
         "native/GenerateWorker.cpp",
         "native/AddonMath.cpp"
       ],

@@ -24,6 +24,8 @@ Napi::Function AddonContext::Define(Napi::Env env) {
                          InstanceMethod("decode", &AddonContext::Decode),
                          InstanceMethod("generate", &AddonContext::Generate),
                          InstanceMethod("cancel", &AddonContext::Cancel),
+                         InstanceMethod("seqRemove", &AddonContext::SeqRemove),
+                         InstanceMethod("seqCopy", &AddonContext::SeqCopy),
                          InstanceMethod("info", &AddonContext::Info),
                          InstanceMethod("dispose", &AddonContext::Dispose),
                      });
@@ -121,6 +123,44 @@ Napi::Value AddonContext::Generate(const Napi::CallbackInfo& info) {
   Napi::Promise p = worker->Promise();
   worker->Queue();
   return p;
+}
+
+namespace {
+// A sequence id and a position range [p0, p1) (-1 = open) from JS numbers.
+bool SeqArgs(const Napi::CallbackInfo& info, size_t first, size_t count, std::vector<int32_t>& out) {
+  for (size_t i = first; i < first + count; i++) {
+    if (info.Length() <= i || !info[i].IsNumber()) return false;
+    const double v = info[i].As<Napi::Number>().DoubleValue();
+    if (!(v >= -1 && v <= 2147483647.0) || v != static_cast<double>(static_cast<int64_t>(v))) return false;
+    out.push_back(static_cast<int32_t>(v));
+  }
+  return true;
+}
+}  // namespace
+
+// seqRemove(seq, p0, p1): drops the sequence's cells in [p0, p1) (-1: open end, all positions).
+Napi::Value AddonContext::SeqRemove(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  RequireReady(env, this);
+  std::vector<int32_t> a;
+  if (!SeqArgs(info, 0, 3, a) || a[0] < 0 || a[0] >= static_cast<int32_t>(sequences)) throw Napi::RangeError::New(env, "seqRemove(seq, p0, p1): bad arguments");
+  L.llama_memory_seq_rm(L.llama_get_memory(ctx), a[0], a[1], a[2]);
+  if (prefilledSeq == a[0]) {
+    prefilledTokens = 0;
+    lastLogitsIndex = -1;
+  }
+  return env.Undefined();
+}
+
+// seqCopy(src, dst, p0, p1): dst also holds src's cells in [p0, p1) (cells are shared, not copied).
+Napi::Value AddonContext::SeqCopy(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  RequireReady(env, this);
+  std::vector<int32_t> a;
+  const int32_t n = static_cast<int32_t>(sequences);
+  if (!SeqArgs(info, 0, 4, a) || a[0] < 0 || a[0] >= n || a[1] < 0 || a[1] >= n) throw Napi::RangeError::New(env, "seqCopy(src, dst, p0, p1): bad arguments");
+  L.llama_memory_seq_cp(L.llama_get_memory(ctx), a[0], a[1], a[2], a[3]);
+  return env.Undefined();
 }
 
 Napi::Value AddonContext::Cancel(const Napi::CallbackInfo& info) {

@@ -38,9 +38,11 @@ class AddonContext : public Napi::ObjectWrap<AddonContext> {
   bool busy = false;
   std::atomic<bool> cancelled{false};
   CapturePlan* plan = nullptr;  // set by the worker around llama_decode
-  // After a prefill (capture/decode with keep): the prompt stays in sequence 0
-  // of the KV cache and its last token's logits at batch index lastLogitsIndex.
+  // After a prefill (capture/decode with keep): the prompt stays in sequence
+  // prefilledSeq of the KV cache (positions 0..prefilledTokens-1) and its last
+  // token's logits are at batch index lastLogitsIndex.
   uint32_t prefilledTokens = 0;
+  int32_t prefilledSeq = 0;
   int32_t lastLogitsIndex = -1;
 
   void Free();
@@ -53,6 +55,8 @@ class AddonContext : public Napi::ObjectWrap<AddonContext> {
   Napi::Value Decode(const Napi::CallbackInfo& info);
   Napi::Value Generate(const Napi::CallbackInfo& info);
   Napi::Value Cancel(const Napi::CallbackInfo& info);
+  Napi::Value SeqRemove(const Napi::CallbackInfo& info);
+  Napi::Value SeqCopy(const Napi::CallbackInfo& info);
   Napi::Value Info(const Napi::CallbackInfo& info);
   Napi::Value Dispose(const Napi::CallbackInfo& info);
 };

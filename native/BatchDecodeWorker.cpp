@@ -95,6 +95,17 @@ BatchDecodeWorker::BatchDecodeWorker(Napi::Env env, AddonContext* target, Mode m
     }
   }
   keep_ = request.Has("keep") && request.Get("keep").ToBoolean().Value();
+  // append: the text continues sequence `seq` at position `pos0`; what other sequences hold
+  // (other chats) stays, and this sequence's cells from pos0 on are replaced
+  append_ = request.Has("seq");
+  if (append_) {
+    if (!keep_) throw Napi::RangeError::New(env, "seq needs keep");
+    const double seq = request.Get("seq").ToNumber().DoubleValue(), pos0 = request.Has("pos0") ? request.Get("pos0").ToNumber().DoubleValue() : 0;
+    if (!(seq >= 0 && seq < target->sequences) || seq != static_cast<double>(static_cast<int32_t>(seq))) throw Napi::RangeError::New(env, "seq is out of range");
+    if (!(pos0 >= 0 && pos0 + nTokensAll_ <= target->contextSize) || pos0 != static_cast<double>(static_cast<int32_t>(pos0))) throw Napi::RangeError::New(env, "pos0 is out of range");
+    seq_ = static_cast<int32_t>(seq);
+    pos0_ = static_cast<uint32_t>(pos0);
+  }
   if (keep_) {
     if (nTexts_ != 1) throw Napi::RangeError::New(env, "a prefill takes exactly one text");
     plan_.SetEarlyExit(false);  // generation needs the logits
@@ -119,6 +130,10 @@ bool BatchDecodeWorker::DecodeOnce(llama_batch& batch, uint32_t nTokens) {
   target_->plan = nullptr;
   if (rc == 2 || (rc != 0 && target_->cancelled)) {
     Fail("ABORTED", "The operation was aborted");
+    return false;
+  }
+  if (rc == 1) {
+    Fail("CONTEXT_FULL", "the context has no room for this batch (no KV cache slot); dispose other chats or load the model with a larger contextSize");
     return false;
   }
   if (rc != 0) {
@@ -167,7 +182,8 @@ void BatchDecodeWorker::Execute(const ExecutionProgress& progress) {
     if (total <= batchSize) {
       while (j < nTexts_ && j - i < maxSeqs && total + len(j) <= batchSize) total += len(j++);
     }
-    L.llama_memory_clear(mem, true);
+    if (append_) L.llama_memory_seq_rm(mem, seq_, static_cast<llama_pos>(pos0_), -1);
+    else L.llama_memory_clear(mem, true);
 
     uint32_t t = i, p = 0;
     bool ok = true;
@@ -183,9 +199,9 @@ void BatchDecodeWorker::Execute(const ExecutionProgress& progress) {
         for (uint32_t k = 0; k < take; k++) {
           const uint32_t idx = n + k;
           batch.token[idx] = tokens_[offsets_[t] + p + k];
-          batch.pos[idx] = static_cast<llama_pos>(p + k);
+          batch.pos[idx] = static_cast<llama_pos>(pos0_ + p + k);
           batch.n_seq_id[idx] = 1;
-          batch.seq_id[idx][0] = static_cast<llama_seq_id>(t - i);
+          batch.seq_id[idx][0] = static_cast<llama_seq_id>(append_ ? seq_ : static_cast<int32_t>(t - i));
           const bool isLast = endsText && k == take - 1;
           batch.logits[idx] = (isLast || needOutputsForAll_) ? 1 : 0;
           if (logprobsOut_) {
@@ -277,8 +293,11 @@ void BatchDecodeWorker::Execute(const ExecutionProgress& progress) {
     progress.Send(&pr, 1);
   }
   if (keep_ && code_.empty() && i == nTexts_) {
-    target_->prefilledTokens = nTokensAll_;
+    target_->prefilledTokens = pos0_ + nTokensAll_;
+    target_->prefilledSeq = seq_;
     target_->lastLogitsIndex = keptIndex;
+  } else if (append_) {
+    L.llama_memory_seq_rm(mem, seq_, static_cast<llama_pos>(pos0_), -1);  // the cached prefix stays valid
   } else {
     L.llama_memory_clear(mem, true);
   }

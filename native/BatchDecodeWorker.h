@@ -4,7 +4,9 @@
 //   decode:  nothing (the benchmark's floor), or llama.cpp's own last-token
 //            embeddings (a context made with embeddings on), chosen last-token
 //            logits, or the log-probabilities of each text's continuation;
-//   with keep: the single text stays in the KV cache as a prompt for GenerateWorker.
+//   with keep: the single text stays in the KV cache as a prompt for GenerateWorker;
+//   with keep and seq: it continues that sequence from pos0 (a chat turn), and every
+//   other sequence's cells stay.
 // The job copies the tokens it reads: the caller may reuse its buffers at once.
 #pragma once
 #include <napi.h>
@@ -53,6 +55,9 @@ class BatchDecodeWorker : public Napi::AsyncProgressWorker<DecodeProgress> {
   double* logprobsOut_ = nullptr;        // per text: sum of log p(token | prefix) from scoreFrom to the end
   bool needOutputsForAll_ = false;       // pool mean/tokens with a tensor that holds only output rows
   bool keep_ = false;                    // prefill: keep the single text in the KV cache for generation
+  bool append_ = false;                  // prefill onto sequence seq_ from position pos0_, other sequences kept
+  int32_t seq_ = 0;
+  uint32_t pos0_ = 0;
   std::string code_;
   uint64_t decodeUs_ = 0;
 };

@@ -1,7 +1,9 @@
 #include "CapturePlan.h"
 
 #include <algorithm>
+#include <cmath>
 #include <cstring>
+#include <limits>
 
 void CapturePlan::Parse(Napi::Env env, Napi::Object request, int32_t nLayer, int32_t nEmbd, size_t rows, int32_t maxPool, bool allowEmpty) {
   nEmbd_ = nEmbd;
@@ -39,6 +41,13 @@ void CapturePlan::Parse(Napi::Env env, Napi::Object request, int32_t nLayer, int
   }
   if (pool_ == POOL_MEAN) acc_.assign(static_cast<size_t>(nSlots_) * rows * nEmbd, 0.0);
   seen_.assign(nSlots_, 0);
+}
+
+void CapturePlan::SetScorer(int32_t slot, const float* w, double b) {
+  scoreSlot_ = slot;
+  scoreW_ = w;
+  scoreB_ = b;
+  itemScore_.assign(rows_, std::numeric_limits<double>::quiet_NaN());
 }
 
 bool CapturePlan::ReadsOutputOnlyTensor() const {
@@ -118,6 +127,13 @@ void CapturePlan::CopyRows(struct ggml_tensor* t, int32_t slot) {
       if (scratch_.size() < static_cast<size_t>(run.count) * nEmbd_) scratch_.resize(static_cast<size_t>(run.count) * nEmbd_);
       L.ggml_backend_tensor_get(t, scratch_.data(), rowBytes * row, bytes);
       src = scratch_.data();
+    }
+    if (slot == scoreSlot_) {
+      // sequential double sum of exact float products: src/monitor/rule.ts computes the same
+      const float* h = src + static_cast<size_t>(run.count - 1) * nEmbd_;
+      double z = scoreB_;
+      for (int32_t e = 0; e < nEmbd_; e++) z += static_cast<double>(scoreW_[e]) * static_cast<double>(h[e]);
+      itemScore_[run.text] = z >= 0 ? 1.0 / (1.0 + std::exp(-z)) : std::exp(z) / (1.0 + std::exp(z));
     }
     if (pool_ == POOL_LAST) {
       std::memcpy(out_[slot] + static_cast<size_t>(run.text) * nEmbd_, src, bytes);

@@ -54,6 +54,11 @@ class CapturePlan {
   // The eval callback's work (ask: do we want this tensor? else: it was computed).
   bool OnTensor(struct ggml_tensor* t, bool ask);
 
+  // A linear scorer on one slot's rows: for each run, sigmoid(w . row + b) of its last row
+  // is kept as the item's score (a response monitor; w stays owned by the caller).
+  void SetScorer(int32_t slot, const float* w, double b);
+  double ItemScore(int32_t item) const { return itemScore_[item]; }
+
  private:
   int32_t SlotOf(const char* name) const;
   void CopyRows(struct ggml_tensor* t, int32_t slot);
@@ -77,4 +82,8 @@ class CapturePlan {
   bool stopped_ = false;
   std::string error_;
   std::vector<float> scratch_;  // for tensors in device memory
+  int32_t scoreSlot_ = -1;
+  const float* scoreW_ = nullptr;
+  double scoreB_ = 0;
+  std::vector<double> itemScore_;
 };

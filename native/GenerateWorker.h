@@ -11,6 +11,7 @@
 #include "AddonContext.h"
 #include "CapturePlan.h"
 #include "ContextJob.h"
+#include "StreamingMonitor.h"
 
 struct GenerateEvent {
   int32_t candidate;
@@ -34,9 +35,11 @@ class GenerateWorker : public Napi::AsyncProgressQueueWorker<GenerateEvent> {
     llama_sampler* sampler = nullptr;
     std::vector<llama_token> tokens;
     std::string text;
-    std::string finish;  // "", "eos", "length", "stop", "aborted"
+    std::string finish;  // "", "eos", "length", "stop", "flagged", "aborted"
     int32_t logitsIndex = -1;
     uint32_t decoded = 0;  // response tokens whose hidden state was read
+    uint32_t inCache = 0;  // response tokens decoded into the KV cache
+    std::vector<llama_token> cached;  // those tokens (a flagged one included)
   };
 
   ContextJob job_;
@@ -46,6 +49,9 @@ class GenerateWorker : public Napi::AsyncProgressQueueWorker<GenerateEvent> {
   uint32_t maxTokens_ = 16;
   bool ignoreEos_ = false;
   CapturePlan plan_;
+  StreamingMonitor monitor_;
+  std::vector<int32_t> seqs_;  // candidate -> sequence id
+  bool keep_ = false;          // leave the candidates' cells in the cache (a chat commits one)
   std::string code_;
   uint64_t decodeUs_ = 0;
   uint32_t steps_ = 0;

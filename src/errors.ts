@@ -12,6 +12,7 @@ export type SafetyLensErrorCode =
   | "NATIVE_ADDON_MISSING"
   | "MODEL_DISPOSED"
   | "MODEL_BUSY"
+  | "CONTEXT_FULL"
   | "TEXT_EMPTY"
   | "TEXT_TOO_LONG"
   | "TEMPLATE_FAILED"
@@ -37,7 +38,7 @@ export class ModelLoadError extends SafetyLensError {}
 /** The requested GPU backend (or the native addon itself) cannot be used on this machine. */
 export class BackendError extends SafetyLensError {}
 
-/** The model was disposed, or is busy with another capture. */
+/** The model was disposed, is busy with another job, or its chat context is full (CONTEXT_FULL). */
 export class ModelStateError extends SafetyLensError {}
 
 /** A text cannot be captured: empty, longer than the context, or a chat template that fails to render. */

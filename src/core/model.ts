@@ -23,7 +23,16 @@ import {
   type PreparedTexts,
 } from "./activations";
 import { type ChatMessage, type ChatOptions, isChatMessages, type PrepareOptions, renderChat } from "./chat";
-import { type GenerateOptions, type GenerateResult, type GenerationStream, makeStream, resolveGenerateOptions, runGeneration, type TokenEvent } from "./generate";
+import {
+  type GenerateOptions,
+  type GenerateResult,
+  type GenerationJob,
+  type GenerationStream,
+  makeStream,
+  resolveGenerateOptions,
+  runGeneration,
+  type TokenEvent,
+} from "./generate";
 import {
   type GpuOption,
   mapNativeError,
@@ -439,28 +448,25 @@ export class Model {
   async generate(input: CaptureInput, options: GenerateOptions = {}): Promise<GenerateResult> {
     const callSite = new Error();
     this.checkUsable();
-    const o = resolveGenerateOptions(options, this.info);
-    const layers = o.capture ? checkLayers(o.capture.layers, this.info.nLayer) : null;
-    const { text, tokens } = this.renderAndTokenize(input, options, "prompt");
+    const job = this.generationJob(input, options, this.nativeContext!);
     const ctxSize = this.info.contextSize;
-    if (tokens.length + o.n * o.maxTokens > ctxSize) {
+    if (job.tokens.length + job.o.n * job.o.maxTokens > ctxSize) {
       throw new RangeError(
-        `the prompt (${tokens.length} tokens) plus n (${o.n}) x maxTokens (${o.maxTokens}) exceeds the context (${ctxSize} tokens); ` +
+        `the prompt (${job.tokens.length} tokens) plus n (${job.o.n}) x maxTokens (${job.o.maxTokens}) exceeds the context (${ctxSize} tokens); ` +
           "lower maxTokens or n, or load the model with a larger contextSize",
       );
     }
     if (options.signal?.aborted) throw new AbortError();
-    const job = runGeneration({
-      ctx: this.nativeContext!,
-      text,
-      tokens,
-      o,
-      layers,
-      nEmbd: this.info.nEmbd,
-      options,
-      isDisposed: () => this.disposed,
-    });
-    return this.exclusive(callSite, job);
+    return (await this.exclusive(callSite, runGeneration(job))).result;
+  }
+
+  /** Checks generate options and renders the prompt: a job for runGeneration on `ctx`. */
+  private generationJob(input: CaptureInput, options: GenerateOptions, ctx: NativeContext): GenerationJob {
+    const o = resolveGenerateOptions(options, this.info);
+    const layers = o.capture ? checkLayers(o.capture.layers, this.info.nLayer) : null;
+    const monitorCode = o.monitor ? checkLayers([o.monitor.layer], this.info.nLayer).codes[0] : null;
+    const { text, tokens } = this.renderAndTokenize(input, options, "prompt");
+    return { ctx, text, tokens, o, layers, monitorCode, nEmbd: this.info.nEmbd, options, isDisposed: () => this.disposed };
   }
 
   /** generate() as an async iterator of token events; `.result` resolves to the full result. */

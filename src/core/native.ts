@@ -7,7 +7,7 @@ import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
 
-import { AbortError, BackendError, DecodeError, SafetyLensError } from "../errors";
+import { AbortError, BackendError, DecodeError, ModelStateError, SafetyLensError } from "../errors";
 
 export type GpuOption = "auto" | "cuda" | "vulkan" | "metal" | false;
 
@@ -77,6 +77,9 @@ export interface NativeCaptureRequest {
   outputs: Float32Array[];
   earlyExit: boolean;
   keep?: boolean;
+  /** with keep: continue this sequence from pos0, leaving other sequences' cells */
+  seq?: number;
+  pos0?: number;
 }
 
 export interface NativeDecodeRequest {
@@ -85,6 +88,9 @@ export interface NativeDecodeRequest {
   embeddings?: Float32Array;
   /** prefill: keep the (single) text in the KV cache for generate() */
   keep?: boolean;
+  /** with keep: continue this sequence from pos0, leaving other sequences' cells */
+  seq?: number;
+  pos0?: number;
   /** read each text's last-token logits of these token ids into `logits` (texts x ids) */
   logitTokens?: Int32Array;
   logits?: Float32Array;
@@ -106,10 +112,41 @@ export interface NativeGenerateRequest {
   layers: Int32Array;
   pool: number;
   outputs: Float32Array[];
+  /** candidate -> sequence id ([0] is the prefilled sequence) */
+  seqs?: Int32Array;
+  /** leave every candidate's cells in the cache */
+  keep?: boolean;
+  monitor?: NativeMonitor;
+}
+
+/** A linear streaming monitor on one captured slot (see native/StreamingMonitor.h). */
+export interface NativeMonitor {
+  slot: number;
+  w: Float32Array;
+  b: number;
+  /** 0: exponential moving average, 1: mean of the last `window` scores */
+  kind: number;
+  alpha: number;
+  window: number;
+  threshold: number;
+  minTokens: number;
+}
+
+export interface NativeGenerateCandidate {
+  tokens: Int32Array;
+  text: Buffer;
+  finishReason: "eos" | "length" | "stop" | "flagged" | "aborted";
+  decoded: number;
+  /** tokens decoded into the KV cache (a flagged token included) */
+  cached: Int32Array;
+  /** monitored: each decoded token's score, the aggregate after the last, and where it flagged (-1: never) */
+  scores?: Float32Array;
+  aggregate?: number;
+  flaggedAt?: number;
 }
 
 export interface NativeGenerateResult {
-  candidates: { tokens: Int32Array; text: Buffer; finishReason: "eos" | "length" | "stop" | "aborted"; decoded: number }[];
+  candidates: NativeGenerateCandidate[];
   decodeMs: number;
   steps: number;
 }
@@ -120,6 +157,10 @@ export interface NativeContext {
   decode(request: NativeDecodeRequest, onProgress?: (textsDone: number, tokensDone: number) => void): Promise<{ decodeMs: number }>;
   generate(request: NativeGenerateRequest, onToken?: (candidate: number, token: number, piece: Buffer) => void): Promise<NativeGenerateResult>;
   cancel(): void;
+  /** Drops a sequence's cells in [p0, p1) (-1: open). */
+  seqRemove(seq: number, p0: number, p1: number): void;
+  /** Makes dst share src's cells in [p0, p1). */
+  seqCopy(src: number, dst: number, p0: number, p1: number): void;
   info(): { contextSize: number; batchSize: number; sequences: number; threads: number };
   dispose(): void;
 }
@@ -137,6 +178,7 @@ export function mapNativeError(e: unknown, callSite: Error): unknown {
   let err: Error;
   if (e instanceof SafetyLensError) err = e;
   else if (native && code === "ABORTED") err = new AbortError();
+  else if (native && code === "CONTEXT_FULL") err = new ModelStateError("CONTEXT_FULL", msg);
   else if (e instanceof TypeError || e instanceof RangeError) err = e;
   else err = new DecodeError("DECODE_FAILED", msg, { cause: e });
   const site = callSite.stack?.split("\n").slice(1).join("\n");
