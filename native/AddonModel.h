@@ -1,4 +1,4 @@
-// AddonModel: one loaded GGUF model (llama_model). Mirrored by src/model.ts.
+// AddonModel: one loaded GGUF model (llama_model). Mirrored by src/core/model.ts.
 #pragma once
 #include <napi.h>
 

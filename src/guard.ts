@@ -45,7 +45,8 @@ export interface GuardOptions {
 }
 
 export interface GuardedResult extends GenerateResult {
-  guard: GuardVerdict & { path: "normal" | "refused" | "regenerated" | "callback" };
+  /** path "aborted": the signal fired before the prompt was checked (nothing was generated). */
+  guard: GuardVerdict & { path: "normal" | "refused" | "regenerated" | "callback" | "aborted" };
 }
 
 export class Guard {
@@ -115,7 +116,12 @@ export class Guard {
       },
     });
     const v = verdict as GuardVerdict | null;
-    if (!v) throw new Error("the guard's prompt hook did not run"); // cannot happen: generate runs the hook unless aborted first
+    if (!v) {
+      // aborted during the prefill, before the prompt could be checked: nothing was generated,
+      // and an unchecked prompt counts as flagged (fail closed)
+      const unchecked: GuardVerdict = { unsafe: true, score: NaN, failedClosed: true, threshold: this.threshold, layers: probeLayers };
+      return { ...result, guard: { ...unchecked, path: "aborted" } };
+    }
     if (!v.unsafe) return { ...result, guard: { ...v, path: "normal" } };
     // safe path
     if (this.safePath === "refuse") {

@@ -27,6 +27,7 @@ export { Guard, DEFAULT_REFUSAL, DEFAULT_SAFETY_SYSTEM_PROMPT } from "./guard";
 export type { GuardOptions, GuardVerdict, GuardedResult, SafePath } from "./guard";
 export { Ranker, RANKER_FORMAT, RANKER_VERSION, srrFeatures, defaultRankerLayer } from "./srr/ranker";
 export type { RankResult, RankerTrainOptions, SrrListInput } from "./srr/ranker";
+export type { RankList, RankerConfig } from "./srr/network";
 export { trainRankerOnFiles, evaluateRanker, loadRankerData } from "./srr/pipeline";
 export type { RankerEvaluation, TrainRankerJob, RankerDataOptions } from "./srr/pipeline";
 export { loadResponseFiles, splitByInstruction, splitBySource } from "./srr/data";

@@ -173,6 +173,18 @@ describe("a damaged probe or ranker never fails open", () => {
     }
   });
 
+  // Before: a plain Error("the guard's prompt hook did not run").
+  test("a guard whose generation is aborted during the prefill reports an unchecked, flagged prompt", async () => {
+    const guard = await Guard.load(model, probeFile);
+    const ac = new AbortController();
+    const run = guard.generate("Once upon a time there was a long story. ".repeat(40), { maxTokens: 8, signal: ac.signal });
+    ac.abort(); // after the prefill job started, before it could finish
+    const out = await run;
+    expect(out.guard).toMatchObject({ path: "aborted", unsafe: true, failedClosed: true });
+    expect(out.candidates[0].finishReason).toBe("aborted");
+    expect(out.candidates[0].text).toBe("");
+  });
+
   test("NaN ranker scores rank last and are reported", () => {
     const r = finishRanking(Float32Array.of(NaN, 0.5, Number.NEGATIVE_INFINITY, 0.7), 0.1);
     expect(r.order).toEqual([3, 1, 2, 0]);

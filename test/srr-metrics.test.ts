@@ -89,7 +89,10 @@ describe("averaging over lists", () => {
 
   test("malformed input", () => {
     expect(() => top1SafeAccuracy([{ scores: [1, 2], safe: [true] }])).toThrow(new RangeError("top1SafeAccuracy: lists[0]: 2 scores for 1 labels"));
-    expect(() => ndcg([A, { scores: [NaN, 1], safe: [0, 1] }])).toThrow(new RangeError("ndcg: lists[1].scores[0] is not a number"));
+    expect(() => ndcg([A, { scores: ["x" as never, 1], safe: [0, 1] }])).toThrow(new RangeError("ndcg: lists[1].scores[0] is not a number"));
+    // a NaN score ranks last (fail closed, as Ranker.rank): never above a safe candidate
+    expect(ndcg([{ scores: [NaN, 1], safe: [0, 1] }])).toBe(1);
+    expect(top1SafeAccuracy([{ scores: [NaN, 0], safe: [1, 0] }])).toBe(0);
     expect(() => mrr([{ scores: [1, 2], safe: [2, 0] }])).toThrow(new RangeError("mrr: lists[0].safe[0] must be true/false or 1/0, got 2"));
     expect(() => pairwiseAccuracy([A], { average: "median" as "micro" })).toThrow(RangeError);
   });

@@ -6,7 +6,7 @@
  *   acts.layer(12); // Float32Array, texts.length x nEmbd, row-major
  *
  * Every option is checked here, with exact TypeError/RangeError messages, before
- * anything crosses into C++ (src/native.ts, native/).
+ * anything crosses into C++ (src/core/native.ts, native/).
  */
 import * as path from "node:path";
 

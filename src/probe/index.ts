@@ -6,9 +6,10 @@ export { Probe, PROBE_FORMAT, PROBE_VERSION, PROBE_METHODS, DEFAULT_PROBE_INPUT 
 export { sigmoid } from "../math/linalg";
 export type { ProbeMethod, ProbeInput, ThresholdRule, ProbeTrainOptions } from "./probe";
 export { loadPromptFiles, splitRecords, labelsOf, sourcesOf } from "./data";
-export type { PromptRecord } from "./data";
+export type { PromptRecord, LoadPromptStats, LoadPromptOptions } from "./data";
 export { ActivationCache } from "./cache";
+export type { CacheFeaturesOptions, CacheFeaturesResult } from "./cache";
 export { sweepChartSvg } from "./svg";
 export { trainProbe, evaluateProbe, sweepLayers, featuresFor, evaluateScores } from "./pipeline";
-export type { TrainProbeOptions, Evaluation, SweepRow, DataOptions } from "./pipeline";
+export type { TrainProbeOptions, Evaluation, SweepRow, DataOptions, FeatureSet } from "./pipeline";
 export { promptedScores, PROMPTED_TEMPLATE } from "./prompted";

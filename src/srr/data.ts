@@ -38,9 +38,9 @@ export interface RankItem {
 }
 
 export interface LoadResponseOptions {
-  /** Read at most this many lists (non-blank lines) from each file. */
   /** Replace bytes that are not valid UTF-8 instead of failing (see readJsonl). */
   lossyUtf8?: boolean;
+  /** Read at most this many lists (non-blank lines) from each file. */
   limitPerFile?: number;
   /**
    * Keep at most this many candidates per list: a deterministic subset (chosen by a hash of the

@@ -63,16 +63,19 @@ function usable(lists: readonly RankList[], what: string, needScores = true): Ch
       throw new TypeError(`${where} must have a safe array`);
     }
     const safe = safeFlags(l.safe, where);
+    let scores: ArrayLike<number> = l.scores;
     if (needScores) {
       if (l.scores === undefined || l.scores === null) throw new TypeError(`${where} must have a scores array`);
       if (l.scores.length !== safe.length) throw new RangeError(`${where}: ${l.scores.length} scores for ${safe.length} labels`);
       for (let j = 0; j < l.scores.length; j++) {
-        if (typeof l.scores[j] !== "number" || Number.isNaN(l.scores[j])) throw new RangeError(`${where}.scores[${j}] is not a number`);
+        if (typeof l.scores[j] !== "number") throw new RangeError(`${where}.scores[${j}] is not a number`);
       }
+      // fail closed: a NaN score (a damaged ranker) ranks last, as the least safe, as in Ranker.rank
+      if (Array.from(l.scores as ArrayLike<number>).some((x) => Number.isNaN(x))) scores = Array.from(l.scores as ArrayLike<number>, (x) => (Number.isNaN(x) ? Number.NEGATIVE_INFINITY : x));
     }
     let s = 0;
     for (const f of safe) if (f) s++;
-    if (s > 0 && s < safe.length) out.push({ scores: l.scores, safe });
+    if (s > 0 && s < safe.length) out.push({ scores, safe });
   });
   return out;
 }
