@@ -37,6 +37,7 @@ bool StreamingMonitor::Push(size_t item, double s) {
   State& st = state_[item];
   if (st.flaggedAt >= 0) return false;
   st.scores.push_back(static_cast<float>(s));
+  st.exact.push_back(s);
   const size_t t = st.scores.size();  // 1-based index of this token
   if (std::isnan(s)) {
     st.aggregate = s;
@@ -47,7 +48,7 @@ bool StreamingMonitor::Push(size_t item, double s) {
     st.aggregate = t == 1 ? s : alpha_ * s + (1 - alpha_) * st.aggregate;
   } else {
     st.windowSum += s;
-    if (t > static_cast<size_t>(window_)) st.windowSum -= st.scores[t - 1 - window_];
+    if (t > static_cast<size_t>(window_)) st.windowSum -= st.exact[t - 1 - window_];
     st.aggregate = st.windowSum / static_cast<double>(t < static_cast<size_t>(window_) ? t : window_);
   }
   if (static_cast<int32_t>(t) >= minTokens_ && st.aggregate >= threshold_) {

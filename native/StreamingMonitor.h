@@ -29,7 +29,8 @@ class StreamingMonitor {
 
  private:
   struct State {
-    std::vector<float> scores;
+    std::vector<float> scores;  // reported
+    std::vector<double> exact;  // what the window sums
     double aggregate = 0;
     double windowSum = 0;
     int32_t flaggedAt = -1;

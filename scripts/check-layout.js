@@ -5,7 +5,8 @@
 //   - io/ and math/ import nothing of ours but errors.ts and their own folder;
 //   - core/ imports only io/, math/ and errors.ts;
 //   - probe/ imports core/, io/, math/; srr/ the same, plus probe/ in srr/pipeline.ts only
-//     (the per-candidate probe baseline);
+//     (the per-candidate probe baseline); monitor/ imports core/, io/, math/, probe/;
+//   - chat/ imports the library below it: core/, io/, math/, probe/, srr/, monitor/ and guard.ts;
 //   - nothing in the library (everything but cli/ and tools/) imports cli/ or tools/.
 // Usage: node scripts/check-layout.js [srcDir]   (exit 1 and one line per broken rule)
 "use strict";
@@ -67,7 +68,7 @@ function layerOf(file) {
   return i < 0 ? (file === "errors.ts" ? "errors" : "root") : file.slice(0, i);
 }
 
-const LIBRARY_LAYERS = new Set(["errors", "root", "core", "io", "math", "probe", "srr"]);
+const LIBRARY_LAYERS = new Set(["errors", "root", "core", "io", "math", "probe", "srr", "monitor", "chat"]);
 const ALLOWED = {
   errors: [],
   io: ["errors"],
@@ -75,9 +76,11 @@ const ALLOWED = {
   core: ["errors", "io", "math"],
   probe: ["errors", "core", "io", "math"],
   srr: ["errors", "core", "io", "math"],
-  root: ["errors", "core", "io", "math", "probe", "srr"],
+  monitor: ["errors", "core", "io", "math", "probe"],
+  chat: ["errors", "core", "io", "math", "probe", "srr", "monitor"],
+  root: ["errors", "core", "io", "math", "probe", "srr", "monitor", "chat"],
   cli: null, // anything
-  tools: ["errors", "root", "core", "io", "math", "probe", "srr"],
+  tools: ["errors", "root", "core", "io", "math", "probe", "srr", "monitor", "chat"],
 };
 
 /** Broken rules of a graph, one message each (empty when the layout holds). */
@@ -93,6 +96,7 @@ function checkGraph(graph) {
         continue;
       }
       if (lf === "srr" && lt === "probe" && from === "srr/pipeline.ts") continue;
+      if (lf === "chat" && to === "guard.ts") continue;
       const allowed = ALLOWED[lf];
       if (allowed && !allowed.includes(lt)) problems.push(`${from} imports ${to}: ${lf}/ may use only ${allowed.join(", ") || "nothing"}`);
     }

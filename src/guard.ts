@@ -7,7 +7,7 @@
  *   await guard.check(prompt);           // { unsafe, score, layers }
  *   await guard.generate(prompt, opts);  // flagged -> safe path, else normal generation
  */
-import type { CaptureInput, LayerSpec } from "./core/activations";
+import type { Activations, CaptureInput, LayerSpec } from "./core/activations";
 import type { ChatMessage } from "./core/chat";
 import type { GenerateOptions, GenerateResult } from "./core/generate";
 import type { Model } from "./core/model";
@@ -51,9 +51,12 @@ export interface GuardedResult extends GenerateResult {
 
 export class Guard {
   readonly threshold: number;
-  private readonly safePath: SafePath;
-  private readonly refusal: string;
-  private readonly safetySystemPrompt: string;
+  /** What a flagged prompt gets. */
+  readonly safePath: SafePath;
+  /** The refusal of safe path "refuse". */
+  readonly refusal: string;
+  /** The system prompt of safe path "regenerate". */
+  readonly safetySystemPrompt: string;
 
   constructor(
     readonly model: Model,
@@ -75,6 +78,11 @@ export class Guard {
   /** Loads a probe file (checked against the model) and makes a guard. */
   static async load(model: Model, probeFile: string, options: GuardOptions = {}): Promise<Guard> {
     return new Guard(model, await Probe.load(probeFile, model), options);
+  }
+
+  /** The verdict on a prompt's hidden state (an Activations holding the probe's layers, e.g. from a prefill). */
+  verdictOf(hidden: Activations): GuardVerdict {
+    return this.verdict(this.probe.scoreVectors(this.probe.layers.map((l) => hidden.get(l, 0))));
   }
 
   private verdict(score: number): GuardVerdict {

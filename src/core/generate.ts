@@ -300,6 +300,8 @@ export interface GenerationRun {
   result: GenerateResult;
   /** Null when nothing was decoded after the prefill (vetoed, aborted). */
   native: NativeGenerateResult | null;
+  /** Whether the prompt's prefill completed (its cells are in the cache). */
+  prefilled: boolean;
 }
 
 /**
@@ -316,6 +318,7 @@ export async function runGeneration(job: GenerationJob): Promise<GenerationRun> 
   signal?.addEventListener("abort", onAbort, { once: true });
   const timings = { prefillMs: 0, hookMs: 0, decodeMs: 0, steps: 0, totalMs: 0 };
   const base = { prompt: text, promptTokens: tokens.length, seed: o.seed, timings };
+  let prefilled = false;
   const emptyResult = (reason: "vetoed" | "aborted", prompt: Activations | null): GenerationRun => {
     timings.totalMs = performance.now() - t0;
     const candidates: GenerationCandidate[] = Array.from({ length: o.n }, () => ({
@@ -324,7 +327,7 @@ export async function runGeneration(job: GenerationJob): Promise<GenerationRun> 
       finishReason: reason,
       hidden: { prompt, response: null },
     }));
-    return { result: { ...base, candidates, vetoed: reason === "vetoed" }, native: null };
+    return { result: { ...base, candidates, vetoed: reason === "vetoed" }, native: null, prefilled };
   };
   try {
     // 1. prefill: the prompt stays in its sequence; its hidden state is read on the way
@@ -340,6 +343,7 @@ export async function runGeneration(job: GenerationJob): Promise<GenerationRun> 
       throw e;
     }
     timings.prefillMs = performance.now() - t0;
+    prefilled = true;
     const promptActs = promptOut.length
       ? new Activations(layers!.specs, "last", nEmbd, 1, Uint32Array.of(tokens.length), promptOut, Uint32Array.of(0, 1))
       : null;
@@ -419,7 +423,7 @@ export async function runGeneration(job: GenerationJob): Promise<GenerationRun> 
         ? { monitor: { scores: c.scores, aggregate: c.aggregate!, flaggedAt: c.flaggedAt!, flagged: c.finishReason === "flagged" } }
         : {}),
     }));
-    return { result: { ...base, candidates, vetoed: false }, native: r };
+    return { result: { ...base, candidates, vetoed: false }, native: r, prefilled };
   } finally {
     signal?.removeEventListener("abort", onAbort);
   }

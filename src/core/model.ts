@@ -33,6 +33,7 @@ import {
   runGeneration,
   type TokenEvent,
 } from "./generate";
+import { SessionHost } from "./session";
 import {
   type GpuOption,
   mapNativeError,
@@ -137,11 +138,17 @@ export interface ModelInternals {
   checkUsable(): void;
   extraContext(kind: "embeddings" | "plain"): Promise<NativeContext>;
   exclusive<T>(callSite: Error, job: Promise<T>): Promise<T>;
+  /** The chat sequences (core/session.ts), on a context of their own. */
+  sessions(): SessionHost;
+  /** Checks generate options and renders the prompt (the job without its context). */
+  generationJob(input: CaptureInput, options: GenerateOptions): Omit<GenerationJob, "ctx" | "placement">;
 }
 
 export class Model {
   private nativeContext: NativeContext | null;
-  private extraContexts = new Map<string, NativeContext>();
+  private extraContexts = new Map<string, Promise<NativeContext>>();
+  private createdContexts: NativeContext[] = [];
+  private sessionHost: SessionHost | null = null;
   private running: Promise<unknown> | null = null;
   private disposed = false;
 
@@ -258,6 +265,26 @@ export class Model {
       checkUsable: () => this.checkUsable(),
       extraContext: (kind) => this.extraContext(kind),
       exclusive: (callSite, job) => this.exclusive(callSite, job),
+      sessions: () => {
+        this.checkUsable();
+        this.sessionHost ??= new SessionHost({
+          contextSize: this.info.contextSize,
+          sequences: this.info.sequences,
+          context: () => {
+            if (this.disposed) return Promise.reject(new ModelStateError("MODEL_DISPOSED", "the model is disposed"));
+            return this.extraContext("chat");
+          },
+          exclusive: (callSite, job) => {
+            this.checkUsable();
+            return this.exclusive(callSite, job);
+          },
+        });
+        return this.sessionHost;
+      },
+      generationJob: (input, options) => {
+        const { ctx: _ctx, ...job } = this.generationJob(input, options, null as unknown as NativeContext);
+        return job;
+      },
     };
   }
 
@@ -419,24 +446,27 @@ export class Model {
     }
   }
 
-  private async extraContext(kind: "embeddings" | "plain"): Promise<NativeContext> {
-    let c = this.extraContexts.get(kind);
-    if (!c) {
+  /** A context of another kind on the same weights, created once (concurrent callers share the creation). */
+  private extraContext(kind: "embeddings" | "plain" | "chat"): Promise<NativeContext> {
+    let p = this.extraContexts.get(kind);
+    if (!p) {
       const addon = ensureLibraries();
-      c = new addon.AddonContext(this.native, {
+      const c = new addon.AddonContext(this.native, {
         contextSize: this.info.contextSize,
         batchSize: this.info.batchSize,
         sequences: this.info.sequences,
         threads: this.info.threads,
-        capture: false,
+        capture: kind === "chat",
         embeddings: kind === "embeddings",
         flashAttention: this.info.flashAttention,
         kvCacheF16: this.info.kvCacheType === "f16",
       });
-      await c.init();
-      this.extraContexts.set(kind, c);
+      this.createdContexts.push(c);
+      p = c.init().then(() => c);
+      this.extraContexts.set(kind, p);
+      p.catch(() => this.extraContexts.delete(kind));
     }
-    return c;
+    return p;
   }
 
   /**
@@ -551,10 +581,13 @@ export class Model {
     this.disposed = true;
     if (this.running) {
       this.nativeContext?.cancel();
-      for (const c of this.extraContexts.values()) c.cancel();
+      for (const c of this.createdContexts) c.cancel();
       await this.running.catch(() => undefined);
     }
-    for (const c of this.extraContexts.values()) c.dispose();
+    // a context still being created uses the weights on a worker thread: let it finish first
+    await Promise.all([...this.extraContexts.values()].map((p) => p.catch(() => undefined)));
+    for (const c of this.createdContexts) c.dispose();
+    this.createdContexts = [];
     this.extraContexts.clear();
     this.nativeContext?.dispose();
     this.nativeContext = null;

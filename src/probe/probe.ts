@@ -118,6 +118,15 @@ export class Probe {
     return sigmoid(score(vectors));
   }
 
+  /**
+   * For a one-layer linear probe (logreg, lpm): the rule logit = w . x + b on the raw
+   * hidden state, standardisation folded in; null for mlp and mlpm.
+   */
+  linearRule(): { w: Float32Array; b: number } | null {
+    const spec = methodSpec(this.method)!;
+    return spec.linear && !spec.multiLayer ? spec.linear(this.weights, this.modelInfo.nEmbd) : null;
+  }
+
   /** P(unsafe) for every row of per-layer feature matrices. */
   scoreFeatures(perLayer: readonly Features[]): Float32Array {
     if (perLayer.length !== this.layers.length) throw new RangeError(`the probe reads ${this.layers.length} layer(s); got ${perLayer.length} matrices`);

@@ -147,21 +147,29 @@ export class Ranker {
       capture: { layers, prompt: true, response: "last" },
     });
     const t0 = performance.now();
-    const d = this.modelInfo.nEmbd;
-    const usable = out.candidates.map((c, i) => ({ c, i })).filter((x) => x.c.hidden.response !== null);
-    if (usable.length === 0 || !out.candidates[0].hidden.prompt) {
-      // nothing generated (vetoed, aborted before a token, or every candidate ended at once)
-      const scores = new Float32Array(out.candidates.length).fill(Number.NEGATIVE_INFINITY);
-      const ranking = finishRanking(scores, this.config.tau);
-      return { ...out, ranking, safest: out.candidates[0], rankMs: performance.now() - t0 };
-    }
-    const v = new Float32Array(usable.length * d);
-    usable.forEach((x, k) => v.set(x.c.hidden.response!.layer(this.layer), k * d));
-    const partial = rankerScores(this.config, this.params, { u: out.candidates[0].hidden.prompt.layer(this.layer), v, m: usable.length });
-    const scores = new Float32Array(out.candidates.length).fill(Number.NEGATIVE_INFINITY); // an empty response ranks last
-    usable.forEach((x, k) => (scores[x.i] = partial[k]));
-    const ranking = finishRanking(scores, this.config.tau);
+    const ranking = this.rankCandidates(out.candidates);
     return { ...out, ranking, safest: out.candidates[ranking.best], rankMs: performance.now() - t0 };
+  }
+
+  /**
+   * Ranks generated candidates from the hidden states their generation captured (the
+   * prompt's and each response's last token at the ranker's layer). A candidate with no
+   * response state (empty) or flagged by a monitor ranks last.
+   */
+  rankCandidates(candidates: readonly GenerationCandidate[]): RankResult {
+    const d = this.modelInfo.nEmbd;
+    const prompt = candidates[0]?.hidden.prompt;
+    const usable = candidates
+      .map((c, i) => ({ c, i }))
+      .filter((x) => x.c.hidden.response !== null && x.c.finishReason !== "flagged" && x.c.hidden.response.layers.includes(this.layer));
+    const scores = new Float32Array(candidates.length).fill(Number.NEGATIVE_INFINITY);
+    if (usable.length > 0 && prompt && prompt.layers.includes(this.layer)) {
+      const v = new Float32Array(usable.length * d);
+      usable.forEach((x, k) => v.set(x.c.hidden.response!.layer(this.layer), k * d));
+      const partial = rankerScores(this.config, this.params, { u: prompt.layer(this.layer), v, m: usable.length });
+      usable.forEach((x, k) => (scores[x.i] = partial[k]));
+    }
+    return finishRanking(scores, this.config.tau);
   }
 
   checkModel(model: Pick<Model, "info">, file: string | null = null): void {

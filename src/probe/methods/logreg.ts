@@ -236,7 +236,7 @@ export const logreg: ProbeMethodSpec<LogregWeights> = {
     const r = trainLogreg(standardize(X, standardizer), y, options);
     return { weights: { standardizer, linear: r.model }, summary: r.summary };
   },
-  scorer(w, n) {
+  linear(w, n) {
     // w · ((x - mean) / std) + b = (w / std) · x + (b - Σ w mean / std)
     const { mean, std } = w.standardizer;
     const fw = new Float32Array(n);
@@ -246,7 +246,11 @@ export const logreg: ProbeMethodSpec<LogregWeights> = {
       b -= (w.linear.w[j] * mean[j]) / std[j];
     }
     checkFolded(fw, b);
-    return (v) => dotF32(fw, 0, v[0], n) + b;
+    return { w: fw, b };
+  },
+  scorer(w, n) {
+    const f = logreg.linear!(w, n);
+    return (v) => dotF32(f.w, 0, v[0], n) + f.b;
   },
   toJSON: (w) => ({ standardizer: standardizerJSON(w.standardizer), w: arr(w.linear.w), b: w.linear.b }),
   fromJSON: (r, n) => ({ standardizer: r.standardizer(n), linear: { w: r.vec("w", n), b: r.num("b") } }),

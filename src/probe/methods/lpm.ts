@@ -246,9 +246,9 @@ export const lpm: ProbeMethodSpec<LpmModel> = {
     const r = trainLpm(features[0], y, options);
     return { weights: r.model, summary: r.summary };
   },
+  linear: (m) => ({ w: Float32Array.from(m.w), b: m.b }),
   scorer(m, n) {
-    const w = Float32Array.from(m.w);
-    const b = m.b;
+    const { w, b } = lpm.linear!(m, n);
     return (v) => dotF32(w, 0, v[0], n) + b;
   },
   toJSON: lpmJSON,

@@ -74,6 +74,8 @@ export interface ProbeMethodSpec<W> {
   train(features: Features[], y: Uint8Array, options: Record<string, unknown>): { weights: W; summary: TrainSummary };
   /** The rule on raw vectors of width n. */
   scorer(weights: W, n: number): Scorer;
+  /** For a linear method: logit = w . x + b on the raw vector (standardisation folded in). */
+  linear?(weights: W, n: number): { w: Float32Array; b: number };
   toJSON(weights: W): Record<string, unknown>;
   /** Reads and validates the weights of a probe over `layers` layers of width n. */
   fromJSON(reader: WeightReader, n: number, layers: number): W;
