@@ -5,7 +5,8 @@
 //   - io/ and math/ import nothing of ours but errors.ts and their own folder;
 //   - core/ imports only io/, math/ and errors.ts;
 //   - probe/ imports core/, io/, math/; srr/ the same, plus probe/ in srr/pipeline.ts only
-//     (the per-candidate probe baseline); monitor/ imports core/, io/, math/, probe/;
+//     (the per-candidate probe baseline); monitor/ imports core/, io/, math/, probe/ and srr/
+//     (response-list data);
 //   - chat/ imports the library below it: core/, io/, math/, probe/, srr/, monitor/ and guard.ts;
 //   - nothing in the library (everything but cli/ and tools/) imports cli/ or tools/.
 // Usage: node scripts/check-layout.js [srcDir]   (exit 1 and one line per broken rule)
@@ -76,7 +77,7 @@ const ALLOWED = {
   core: ["errors", "io", "math"],
   probe: ["errors", "core", "io", "math"],
   srr: ["errors", "core", "io", "math"],
-  monitor: ["errors", "core", "io", "math", "probe"],
+  monitor: ["errors", "core", "io", "math", "probe", "srr"],
   chat: ["errors", "core", "io", "math", "probe", "srr", "monitor"],
   root: ["errors", "core", "io", "math", "probe", "srr", "monitor", "chat"],
   cli: null, // anything

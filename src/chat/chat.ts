@@ -15,7 +15,7 @@ import type { ChatMessage } from "../core/chat";
 import type { FinishReason, GenerateCaptureOptions, GenerateOptions, GenerationCandidate, MonitorReport, TokenEvent } from "../core/generate";
 import { kInternal, type Model } from "../core/model";
 import type { Session, SessionTurnResult } from "../core/session";
-import { ModelStateError } from "../errors";
+import { AbortError, ModelStateError } from "../errors";
 import type { Guard, GuardVerdict } from "../guard";
 import { applyAction, DEFAULT_MONITOR_REFUSAL, type Monitor, type MonitorAction } from "../monitor/monitor";
 import type { RankResult, Ranker } from "../srr/ranker";
@@ -169,6 +169,8 @@ export class Chat {
     const callSite = new Error();
     if (this.session.disposed) throw new ModelStateError("MODEL_DISPOSED", "this chat is disposed");
     if (typeof content !== "string" || content.trim() === "") throw new TypeError("content must be a non-empty string");
+    if (this.model.isDisposed) throw new ModelStateError("MODEL_DISPOSED", "the model is disposed");
+    if (options.signal?.aborted) throw new AbortError();
     const t0 = performance.now();
     let firstTokenAt = 0;
     const o: ChatSendOptions = { ...this.options.defaults, ...options };

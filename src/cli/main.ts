@@ -86,6 +86,15 @@ export async function main(argv: string[]): Promise<number> {
       case "rank":
         await (await import("./srr")).cmdRank(rest);
         break;
+      case "train-monitor":
+        await (await import("./monitor")).cmdTrainMonitor(rest);
+        break;
+      case "eval-monitor":
+        await (await import("./monitor")).cmdEvalMonitor(rest);
+        break;
+      case "chat":
+        await (await import("./chat")).cmdChat(rest);
+        break;
       case "demo":
         await (await import("./demo")).cmdDemo(rest);
         break;

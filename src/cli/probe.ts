@@ -13,7 +13,7 @@ import { flagged } from "../probe/metrics";
 import { promptedScores } from "../probe/prompted";
 import { sweepChartSvg } from "../probe/svg";
 import type { Metrics } from "../probe/types";
-import { common, intOption, modelOptions, numOption, parseLayers, print, UsageError } from "./util";
+import { common, intOption, modelOptions, numOption, parseLayers, print, UsageError, logger } from "./util";
 
 const dataOptions = {
   data: { type: "string", multiple: true },
@@ -64,8 +64,6 @@ export function parseThreshold(v: string | undefined): ThresholdRule | undefined
   if (v.trim() !== "" && Number.isFinite(x)) return x;
   throw new UsageError(`--threshold takes a number, best-f1 or fpr:RATE (e.g. fpr:0.05); got ${JSON.stringify(v)}`);
 }
-
-const logger = (json: boolean) => (json ? () => undefined : (m: string) => process.stderr.write(`${m}\n`));
 
 function metricsLine(m: Metrics): string {
   return `n ${m.n}  precision ${m.precision.toFixed(3)}  recall ${m.recall.toFixed(3)}  F1 ${m.f1.toFixed(3)}  accuracy ${m.accuracy.toFixed(3)}  AUROC ${m.auroc.toFixed(3)}  AUPRC ${m.auprc.toFixed(3)}  FPR ${m.fpr.toFixed(3)}  @ ${m.threshold.toFixed(3)}`;

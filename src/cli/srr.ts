@@ -8,36 +8,7 @@ import { loadModel } from "../core/model";
 import { readJsonl } from "../io/jsonl";
 import { evaluateRanker, loadRankerData, type RankerEvaluation, trainRankerOnFiles } from "../srr/pipeline";
 import { Ranker } from "../srr/ranker";
-import { common, intOption, modelOptions, numOption, parseLayers, print, UsageError } from "./util";
-
-const dataOptions = {
-  data: { type: "string", multiple: true },
-  seed: { type: "string" },
-  "limit-per-file": { type: "string" },
-  "max-candidates": { type: "string" },
-  "max-chars": { type: "string" },
-  "test-source": { type: "string", multiple: true },
-  "lossy-utf8": { type: "boolean", default: false },
-} as const;
-
-type Values = Record<string, unknown>;
-
-function rankerData(values: Values, log: (m: string) => void) {
-  const files = ((values.data as string[] | undefined) ?? []).flatMap((d) => d.split(",")).map((s) => s.trim()).filter(Boolean);
-  if (files.length === 0) throw new UsageError("give response lists with --data FILE.jsonl (repeat it, or separate files with commas)");
-  return {
-    files,
-    seed: intOption(values.seed as string | undefined, "seed") ?? 1,
-    limitPerFile: intOption(values["limit-per-file"] as string | undefined, "limit-per-file"),
-    lossyUtf8: values["lossy-utf8"] === true,
-    maxCandidates: intOption(values["max-candidates"] as string | undefined, "max-candidates"),
-    maxChars: intOption(values["max-chars"] as string | undefined, "max-chars"),
-    testSources: (values["test-source"] as string[] | undefined) ?? undefined,
-    onLog: log,
-  };
-}
-
-const logger = (json: boolean) => (json ? () => undefined : (m: string) => process.stderr.write(`${m}\n`));
+import { common, intOption, listData, listDataOptions, modelOptions, numOption, parseLayers, print, UsageError, logger } from "./util";
 
 function evalText(e: RankerEvaluation): string {
   const b = e.baselines;
@@ -53,7 +24,7 @@ export async function cmdTrainRanker(argv: string[]): Promise<void> {
     args: argv,
     options: {
       ...common,
-      ...dataOptions,
+      ...listDataOptions,
       layer: { type: "string" },
       lite: { type: "boolean", default: false },
       width: { type: "string" },
@@ -71,7 +42,7 @@ export async function cmdTrainRanker(argv: string[]): Promise<void> {
     const layer = values.layer ? parseLayers(values.layer, model.info.nLayer) : undefined;
     if (layer && layer.length !== 1) throw new UsageError("--layer takes one layer");
     const r = await trainRankerOnFiles(model, {
-      ...rankerData(values, log),
+      ...listData(values, log),
       layer: layer?.[0],
       lite: values.lite,
       width: intOption(values.width, "width"),
@@ -91,7 +62,7 @@ export async function cmdTrainRanker(argv: string[]): Promise<void> {
 export async function cmdEvalRanker(argv: string[]): Promise<void> {
   const { values } = parseArgs({
     args: argv,
-    options: { ...common, ...dataOptions, ranker: { type: "string" }, split: { type: "string", default: "test" }, "no-logprob": { type: "boolean", default: false } },
+    options: { ...common, ...listDataOptions, ranker: { type: "string" }, split: { type: "string", default: "test" }, "no-logprob": { type: "boolean", default: false } },
     strict: true,
   });
   if (!values.ranker) throw new UsageError("eval-ranker needs --ranker ranker.json");
@@ -100,7 +71,7 @@ export async function cmdEvalRanker(argv: string[]): Promise<void> {
   const model = await loadModel(modelOptions(values));
   try {
     const ranker = await Ranker.load(values.ranker, model);
-    const data = await loadRankerData(rankerData(values, log));
+    const data = await loadRankerData(listData(values, log));
     const items = values.split === "all" ? data.items : data.test;
     const e = await evaluateRanker(model, ranker, items, { trainItems: data.train, logprob: !values["no-logprob"], onLog: log });
     print(values.json, e, `${values.ranker} on the ${values.split} split:\n${evalText(e)}`);

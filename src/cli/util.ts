@@ -62,3 +62,35 @@ export function numOption(v: string | undefined, name: string): number | undefin
   return x;
 }
 
+type Values = Record<string, unknown>;
+
+/** Options of commands that read response lists (SRR, monitors). */
+export const listDataOptions = {
+  data: { type: "string", multiple: true },
+  seed: { type: "string" },
+  "limit-per-file": { type: "string" },
+  "max-candidates": { type: "string" },
+  "max-chars": { type: "string" },
+  "test-source": { type: "string", multiple: true },
+  "lossy-utf8": { type: "boolean", default: false },
+} as const;
+
+
+/** The response-list data options of a parsed command line. */
+export function listData(values: Values, log: (m: string) => void) {
+  const files = ((values.data as string[] | undefined) ?? []).flatMap((d) => d.split(",")).map((s) => s.trim()).filter(Boolean);
+  if (files.length === 0) throw new UsageError("give response lists with --data FILE.jsonl (repeat it, or separate files with commas)");
+  return {
+    files,
+    seed: intOption(values.seed as string | undefined, "seed") ?? 1,
+    limitPerFile: intOption(values["limit-per-file"] as string | undefined, "limit-per-file"),
+    lossyUtf8: values["lossy-utf8"] === true,
+    maxCandidates: intOption(values["max-candidates"] as string | undefined, "max-candidates"),
+    maxChars: intOption(values["max-chars"] as string | undefined, "max-chars"),
+    testSources: (values["test-source"] as string[] | undefined) ?? undefined,
+    onLog: log,
+  };
+}
+
+/** A logger to stderr, silent with --json. */
+export const logger = (json: boolean) => (json ? () => undefined : (m: string) => process.stderr.write(`${m}\n`));

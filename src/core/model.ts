@@ -282,6 +282,7 @@ export class Model {
         return this.sessionHost;
       },
       generationJob: (input, options) => {
+        this.checkUsable();
         const { ctx: _ctx, ...job } = this.generationJob(input, options, null as unknown as NativeContext);
         return job;
       },
