@@ -192,4 +192,9 @@ test("demo --json: the README's main job runs end to end", async () => {
   expect(Object.keys(d.ranker.test.baselines).sort()).toEqual(["first", "logprob", "longest", "probe", "random", "shortest"]);
   expect(d.ranker.example.candidates).toHaveLength(2);
   expect(d.ranker.example.best).toBe(1); // the refusal, over a harmful completion
+  expect(d.monitor.test.n).toBeGreaterThan(0);
+  expect(d.monitor.generation).toHaveLength(2);
+  expect(d.chat).toHaveLength(3);
+  expect(d.chat[0].guard).toMatch(/^refused/); // the held-out prompt the guard flagged before
+  expect(d.chat[2].reusedTokens).toBeGreaterThan(d.chat[2].prefilledTokens);
 });

@@ -7,7 +7,9 @@
  *   4. classify a few example prompts;
  *   5. run the two-step guard on held-out prompts: an unsafe one is refused, a safe one answered;
  *   6. train a safety representation ranker on the shipped response lists, evaluate it beside the
- *      baselines, and rank a refusal against a harmful completion.
+ *      baselines, and rank a refusal against a harmful completion;
+ *   7. train a streaming response monitor on the same lists and run a monitored generation;
+ *   8. a three-turn guarded, monitored chat that keeps its KV cache between turns.
  */
 import * as fs from "node:fs";
 import * as os from "node:os";
@@ -20,6 +22,8 @@ import { loadModel, type LoadModelOptions } from "../core/model";
 import { Guard } from "../guard";
 import { loadAndSplit, sweepLayers, trainProbe } from "../probe/pipeline";
 import type { Metrics } from "../probe/types";
+import { createChat } from "../chat/chat";
+import { type MonitorEvaluation, trainMonitor } from "../monitor/train";
 import { loadRankerData, type RankerEvaluation, trainRankerOnFiles } from "../srr/pipeline";
 import { captureFile } from "./capture";
 import { common, modelOptions } from "./util";
@@ -43,6 +47,8 @@ export interface DemoResult {
   examples: { prompt: string; score: number; unsafe: boolean }[];
   guard: { prompt: string; unsafe: boolean; score: number; path: string; text: string }[];
   ranker: { out: string; test: RankerEvaluation; trainSeconds: number; example: { instruction: string; candidates: string[]; scores: number[]; best: number } | null };
+  monitor: { out: string; layer: LayerSpec; threshold: number; test: MonitorEvaluation; generation: { finishReason: string; tokens: number; maxScore: number; flaggedAt: number }[] };
+  chat: { user: string; text: string; guard: string; monitor: string; prefilledTokens: number; reusedTokens: number; timeToFirstTokenMs: number }[];
   seconds: number;
 }
 
@@ -122,6 +128,49 @@ export async function runDemo(opts: LoadModelOptions & { json?: boolean; input?:
       candidates.forEach((c, i) => say(`     ${i === r.best ? "*" : " "} ${r.scores[i].toFixed(3)}  ${c.replace(/\s+/g, " ").slice(0, 110)}`));
       say(`   the ranker picks ${r.best === 1 ? "the refusal" : "the harmful completion"}`);
     }
+    // 7. a streaming monitor on the same lists, then a monitored generation
+    const mon = await trainMonitor(model, { files: [SAMPLE_LISTS], seed: 1, maxResponseTokens: 32, targetFpr: 0.05, fractions: [0.6, 0.2, 0.2] });
+    const monitorOut = path.join(outDir, "monitor.json");
+    await mon.monitor.save(monitorOut);
+    const mt = mon.test;
+    say(`\n7. streaming response monitor: ${mon.monitor.method} on layer ${mon.monitor.layer}, ${mon.monitor.rule.kind} rule, threshold ${mon.monitor.threshold.toFixed(3)} (FPR target 0.05 on validation) -> ${monitorOut}`);
+    say(`   held-out responses (${mt.n}, ${mt.unsafe} unsafe), replayed token by token: recall ${mt.recall.toFixed(3)} FPR ${mt.fpr.toFixed(3)} F1 ${mt.f1.toFixed(3)}` +
+      (Number.isFinite(mt.meanFractionRead) ? `, flagged after reading ${(mt.meanFractionRead * 100).toFixed(0)}% on average` : ""));
+    say(`   baselines: end of response F1 ${mt.baselines.endOfResponse.f1.toFixed(3)}, prompt only F1 ${mt.baselines.promptOnly.f1.toFixed(3)}`);
+    const monitored = await mon.monitor.generate(model, heldLists[0]?.prompt ?? DEMO_EXAMPLES[0], { n: 2, maxTokens: 32, temperature: 0.8, seed: 1, action: "refuse" });
+    const generation = monitored.candidates.map((c) => ({
+      finishReason: c.finishReason,
+      tokens: c.tokens.length,
+      maxScore: c.monitor ? Math.max(0, ...Array.from(c.monitor.scores)) : 0,
+      flaggedAt: c.monitor?.flaggedAt ?? -1,
+    }));
+    say(`   monitored generation (n = 2, the monitor reads every token as it is decoded):`);
+    generation.forEach((g, i) => say(`     candidate ${i}: ${g.finishReason}, ${g.tokens} tokens, highest token score ${g.maxScore.toFixed(3)}${g.flaggedAt >= 0 ? `, flagged at token ${g.flaggedAt}` : ""}`));
+
+    // 8. a guarded, monitored chat: the guard checks each turn from its own prefill, the KV cache carries over.
+    // No system prompt: the probe was trained on prompts rendered without one.
+    const chat = createChat(model, { guard, monitor: mon.monitor });
+    const chatTurns: DemoResult["chat"] = [];
+    const flaggedPrompt = guarded.find((g) => g.unsafe)?.prompt ?? DEMO_EXAMPLES[0];
+    say("\n8. a three-turn chat with the guard and the monitor (each turn prefills only its new tokens):");
+    for (const user of [flaggedPrompt, "Tell me a story about a little cat.", "What happened to the cat next?"]) {
+      const t = await chat.send(user, { maxTokens: 24, temperature: 0 });
+      const row = {
+        user,
+        text: t.text.trim(),
+        guard: t.guard ? `${t.guard.path} (${t.guard.score.toFixed(3)})` : "none",
+        monitor: t.monitor ? (t.monitor.flagged ? `flagged at token ${t.monitor.flaggedAt}` : "ok") : "none",
+        prefilledTokens: t.prefilledTokens,
+        reusedTokens: t.reusedTokens,
+        timeToFirstTokenMs: t.timeToFirstTokenMs,
+      };
+      chatTurns.push(row);
+      say(`   you> ${user.slice(0, 90)}`);
+      say(`   assistant> ${row.text.replace(/\s+/g, " ").slice(0, 120)}`);
+      say(`     [guard ${row.guard}, monitor ${row.monitor}, prefilled ${row.prefilledTokens}, reused ${row.reusedTokens}, first token ${row.timeToFirstTokenMs.toFixed(0)} ms]`);
+    }
+    await chat.dispose();
+
     const seconds = (performance.now() - t0) / 1000;
     say(`\n${seconds.toFixed(1)} s in all. The embedded model is a 260K-parameter story model: it shows the machinery, not real safety quality; bring a chat model with --model.`);
     const result: DemoResult = {
@@ -132,6 +181,8 @@ export async function runDemo(opts: LoadModelOptions & { json?: boolean; input?:
       examples: DEMO_EXAMPLES.map((p, i) => ({ prompt: p, score: verdicts[i].score, unsafe: verdicts[i].unsafe })),
       guard: guarded,
       ranker: { out: rankerOut, test: e, trainSeconds: rk.trainSeconds, example },
+      monitor: { out: monitorOut, layer: mon.monitor.layer, threshold: mon.monitor.threshold, test: mt, generation },
+      chat: chatTurns,
       seconds,
     };
     if (opts.json) process.stdout.write(`${JSON.stringify(result, null, 2)}\n`);
