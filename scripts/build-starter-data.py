@@ -377,9 +377,9 @@ project's shared data folder (`../shared/data` beside the checkout), reading its
 (`normalized/prompts_*.jsonl`), from which the shared normalizer has already removed everything that overlaps its
 reserved evaluation sets (exact, case- and punctuation-insensitive, or near-duplicate).
 
-- Sampling is seeded: records are ranked by SHA-256 of `{seed}` and their id, and each source takes the first
-  ones of its quota in that order (per language where a source has several; jailbreaks round-robin over the attack
-  methods).
+- Sampling is seeded: records are ranked by SHA-256 of `{seed}` and their id, and each source takes the
+  first ones of its quota in that order (per language where a source has several; jailbreaks round-robin over
+  the attack methods).
 - Texts longer than {max_chars} characters are left out, not cut (cutting can remove the part that makes a text
   unsafe): {too_long} left out.
 - Duplicates: a text whose normalized form (lower case, whitespace collapsed) equals, or whose word set has a
@@ -392,10 +392,13 @@ reserved evaluation sets (exact, case- and punctuation-insensitive, or near-dupl
   - OpenAI moderation: a seeded half of each label ({oai_starter} of {oai_total} records) is the starter's pool;
     the other half is for evaluation.
   - JailbreakBench: only attacks on {n_goals} of the 55 behaviours JailbreakBench wrote itself (source
-    `Original`) are used (behaviour indexes {goals}); the other behaviours, including all those taken from
-    AdvBench and HarmBench, are never wrapped here.
+    `Original`) are used; the other behaviours, including all those taken from AdvBench and HarmBench, are
+    never wrapped here. The {n_goals} (0-based rows of JBB-Behaviors): {goals}.
   An evaluation that reads these sets (OpenAI moderation, JailbreakBench behaviours) must drop the records that
   equal a starter `text` or `base`; `dropOverlap` in `src/io/suites.ts` does that.
+- The latent-prototype paper (arXiv 2502.16174) also counts false positives on benign sets, among them MT-Bench
+  and the GSM8K test questions: the starter uses all MT-Bench first turns and part of GSM8K test, so drop them
+  (the same way) before such a measurement.
 
 ## Attribution and licences
 
