@@ -24,9 +24,7 @@ const importEsm = new Function("specifier", "return import(specifier)") as (spec
 
 async function load(): Promise<ParquetLib> {
   try {
-    // eslint-disable-next-line @typescript-eslint/no-require-imports
     const hyparquet = require("hyparquet") as typeof Hyparquet;
-    // eslint-disable-next-line @typescript-eslint/no-require-imports
     const c = require("hyparquet-compressors") as typeof Compressors;
     return { hyparquet, compressors: c.compressors };
   } catch (err) {

@@ -250,6 +250,8 @@ export const SUITES: readonly SuiteSpec[] = [
     map: (get) => {
       const l = str(get("prompt_label"));
       if (l !== "safe" && l !== "unsafe") return { bad: `prompt_label must be "safe" or "unsafe", got ${JSON.stringify(l)}` };
+      // Prompts taken from a suicide-detection corpus are published as the placeholder "REDACTED".
+      if (str(get("prompt")).trim() === "REDACTED") return { drop: "redacted prompt" };
       return plain(l, text(get("prompt")), get("violated_categories"));
     },
   },
@@ -273,7 +275,7 @@ export const SUITES: readonly SuiteSpec[] = [
     formats: ["jsonl", "parquet", "csv"],
     needs: ["text", "label"],
     signature: (c) => has(c, "text", "label"),
-    nameFor: (f) => f.replace(/\.(jsonl|parquet|csv)$/i, ""),
+    nameFor: (f) => f.replace(/\.(jsonl(\.gz)?|parquet|csv|tsv)$/i, ""),
     map: (get) => {
       const l = get("label");
       if (l !== "safe" && l !== "unsafe") return { bad: `label must be "safe" or "unsafe", got ${JSON.stringify(l)}` };
