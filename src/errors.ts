@@ -54,12 +54,15 @@ export class AbortError extends SafetyLensError {
 /** llama.cpp failed while evaluating a batch. */
 export class DecodeError extends SafetyLensError {}
 
-/** A data file (JSONL) has a malformed line; the message names the file and line. */
+/**
+ * A data file (JSONL, CSV, Parquet) is malformed; the message names the file and, where the problem
+ * has one (not a Parquet schema), the line.
+ */
 export class DataFormatError extends SafetyLensError {
   readonly file: string;
-  readonly line: number;
-  constructor(file: string, line: number, detail: string) {
-    super("DATA_FORMAT", `${file}:${line}: ${detail}`);
+  readonly line: number | null;
+  constructor(file: string, line: number | null, detail: string) {
+    super("DATA_FORMAT", line === null ? `${file}: ${detail}` : `${file}:${line}: ${detail}`);
     this.file = file;
     this.line = line;
   }

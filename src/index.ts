@@ -33,3 +33,7 @@ export type { RankerEvaluation, TrainRankerJob, RankerDataOptions } from "./srr/
 export { loadResponseFiles, splitByInstruction, splitBySource } from "./srr/data";
 export type { RankItem } from "./srr/data";
 export { rankingMetrics, top1SafeAccuracy, pairwiseAccuracy, ndcg, mrr } from "./srr/metrics";
+export { readSuiteDir, dropOverlap, SUITES } from "./io/suites";
+export type { SuiteSet, SuiteRecord, SuiteKind, SuiteSpec, SkippedFile, ReadSuiteOptions } from "./io/suites";
+export { PAPER_BENCHMARKS, LPM_RESULTS, MLPM_RESULTS, MLPM_MEANS, MLPM_PRETRAINED_VS_INSTRUCT } from "./probe/reference-figures";
+export type { PaperBenchmark, PaperBenchmarkInfo, PaperBenignSet, ReferenceRow } from "./probe/reference-figures";
