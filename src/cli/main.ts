@@ -92,6 +92,12 @@ export async function main(argv: string[]): Promise<number> {
       case "eval-monitor":
         await (await import("./monitor")).cmdEvalMonitor(rest);
         break;
+      case "train-guard":
+        await (await import("./guard")).cmdTrainGuard(rest);
+        break;
+      case "eval-guard":
+        await (await import("./guard")).cmdEvalGuard(rest);
+        break;
       case "chat":
         await (await import("./chat")).cmdChat(rest);
         break;
