@@ -14,7 +14,8 @@
         "native/CapturePlan.cpp",
         "native/BatchDecodeWorker.cpp",
         "native/GenerateWorker.cpp",
-        "native/AddonMath.cpp"
+        "native/AddonMath.cpp",
+        "native/AddonMemory.cpp"
       ],
       "include_dirs": [
         "<!(node -p \"require('node-addon-api').include_dir\")",
