@@ -15,7 +15,8 @@
         "native/BatchDecodeWorker.cpp",
         "native/StreamingMonitor.cpp",
         "native/GenerateWorker.cpp",
-        "native/AddonMath.cpp"
+        "native/AddonMath.cpp",
+        "native/AddonMemory.cpp"
       ],
       "include_dirs": [
         "<!(node -p \"require('node-addon-api').include_dir\")",

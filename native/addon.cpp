@@ -5,10 +5,12 @@
 //     BatchDecodeWorker.cpp, GenerateWorker.cpp; CapturePlan.cpp is the eval callback's plan,
 //     ContextJob.cpp what the jobs share)
 //   scatter                                 (AddonMath.cpp: covariance for the probes)
+//   releaseMemory / mallocStats             (AddonMemory.cpp: malloc_trim after dispose)
 #include <napi.h>
 
 #include "AddonBackend.h"
 #include "AddonMath.h"
+#include "AddonMemory.h"
 #include "AddonContext.h"
 #include "AddonModel.h"
 #include "AddonState.h"
@@ -45,6 +47,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   state->noop = Napi::Persistent(Napi::Function::New(env, [](const Napi::CallbackInfo& info) { return info.Env().Undefined(); }, "noop"));
   AddonBackend::Init(env, exports);
   AddonMath::Init(env, exports);
+  AddonMemory::Init(env, exports);
   Napi::Function model = AddonModel::Define(env);
   Napi::Function context = AddonContext::Define(env);
   state->modelCtor = Napi::Persistent(model);

@@ -27,6 +27,10 @@ export interface NativeAddon {
   loadBackend(path: string): string;
   scatter(X: Float32Array, rows: number, cols: number, center: Float64Array, rowIndex: Uint32Array | null, threads: number): Float64Array;
   devices(): NativeDevice[];
+  /** glibc: malloc_trim(0), hands freed pages back to the OS; false where unsupported (native/AddonMemory.cpp). */
+  releaseMemory(): boolean;
+  /** glibc's counters over all arenas, in bytes; null elsewhere. */
+  mallocStats(): { inUse: number; free: number; mapped: number } | null;
   AddonModel: new (path: string, options: { gpuLayers: number; useMmap: boolean; devices: string[] }) => NativeModel;
   AddonContext: new (model: NativeModel, options: NativeContextOptions) => NativeContext;
 }
