@@ -1,0 +1,714 @@
+/**
+ * Corpus-scale capture output: a safetensors file (or one per layer) sized up front, filled chunk by
+ * chunk at row offsets, resumable after a crash, shardable and mergeable, in O(chunk) memory.
+ *
+ * Files while a capture runs (for `out` = `acts.safetensors`):
+ * - `acts.safetensors.partial`: the data file, created at full size (sparse) with a valid header
+ *   (metadata `status: "incomplete"`); rows land at their offsets as chunks arrive. Split-layers
+ *   mode writes `acts.layer-<l>.safetensors.partial`, one per layer, instead.
+ * - `acts.safetensors.progress.json`: the progress file (JSON lines, append-only): the request on
+ *   the first line, then one line per completed chunk (`{"rows":[first,count],"tokens":[...]}`,
+ *   `{"skipped":[...]}`). Each line is appended and fsynced only after the chunk's data is fsynced,
+ *   so a line never claims rows that are not on disk; a torn last line is ignored on resume.
+ *
+ * finish() rewrites the header in place with the final metadata (skipped rows, token counts, the
+ * caller's final metadata), renames the data file(s) to the final name(s) and removes the progress
+ * file. A file under the final name is therefore always complete.
+ *
+ * Metadata only known at the end lives in the progress file during the run and goes into the
+ * header at finish(). The header's length is reserved at creation for the worst case (every row
+ * skipped, every token count 2^31-1, plus 4 KiB of final metadata: {@link FINAL_METADATA_RESERVE}),
+ * padded with spaces, so the data offset never moves and no rewrite of the data is ever needed. The
+ * reserved length depends on the request alone, so a resumed run writes the same bytes as an
+ * uninterrupted one (nothing time-dependent is stored: keep timings out of finalMetadata).
+ */
+import { createHash } from "node:crypto";
+import { createReadStream } from "node:fs";
+import { open, rename, stat, statfs, unlink, type FileHandle } from "node:fs/promises";
+import { dirname } from "node:path";
+import { CaptureFileError, FileFormatError } from "../errors";
+import { syncDir, writeAllAt } from "./fileio";
+import { little, readSafetensorsHeader } from "./safetensors";
+import {
+  diffIdentity, encodeCaptureHeader, layerFilePath, metadataEntries, parseCaptureHeader, partialPath,
+  progressPath, reservedHeaderLength, shardRange, validateLayers,
+  type CaptureIdentity, type CaptureLayer,
+} from "./capture-layout";
+import { ProgressLog, type ProgressRequest } from "./capture-progress";
+
+export * from "./capture-layout";
+export { mergeCaptureFiles, type MergeOptions, type MergeResult } from "./capture-merge";
+export { CaptureReader, readCaptureInfo, readCaptureRows, type CaptureInfo } from "./capture-reader";
+
+/** Options of {@link openCaptureFile}. */
+export interface CaptureFileOptions {
+  /** Output file, e.g. `acts.safetensors` (in split-layers mode the stem of the per-layer files). */
+  out: string;
+  /** Layers in tensor order; tensors are named `layer.<l>`. */
+  layers: readonly CaptureLayer[];
+  /** Floats per row (the model's nEmbd). */
+  width: number;
+  /** Rows of the whole input (N); a shard holds part of them. */
+  rows: number;
+  /** Capture shard `index` (0-based) of `count`: rows {@link shardRange}(index, count, rows). */
+  shard?: { index: number; count: number };
+  /** The model's fingerprint: a resume with another model is refused. */
+  fingerprint: string;
+  /** "last", "mean", ...: a resume with another pool is refused. */
+  pool: string;
+  /** Digest of the input file (see {@link digestFile}): a resume over another input is refused. */
+  sourceDigest?: string;
+  /** Ids of all N input rows; the file stores its own range's ids as `row_ids`. */
+  rowIds?: readonly string[];
+  /** Extra header metadata known at the start (model_path, chat, ...); part of the request. */
+  metadata?: Record<string, string>;
+  /** Record a token count per row (writeRows' `tokenCounts`); stored as `token_counts`. */
+  tokenCounts?: boolean;
+  /** One file per layer: `<stem>.layer-<l>.safetensors`. */
+  splitLayers?: boolean;
+  /** Continue the capture in progress at `out` (or start one; a finished matching file is reused). */
+  resume?: boolean;
+  /** Discard an unfinished capture at `out` and start over (never with `resume`). */
+  overwrite?: boolean;
+  /** fsync data, then progress, after every chunk (default true). Without it a killed process still
+   * loses nothing (the page cache survives it), but a power cut may. */
+  sync?: boolean;
+  /** Refuse to start when the disk has less free space than the file still needs (default true). */
+  checkFreeSpace?: boolean;
+  /** @internal Test hooks: fault injection before each data write, and named stages. */
+  hooks?: CaptureFileHooks;
+}
+
+/** @internal */
+export interface CaptureFileHooks {
+  beforeWrite?: (path: string, position: number, length: number) => void | Promise<void>;
+  stage?: (stage: "created" | "data-written" | "progress-written" | "headers-written" | "renamed") => void | Promise<void>;
+}
+
+/** Where a capture stands. Row numbers are global (input rows). */
+export interface CaptureProgress {
+  rowStart: number;
+  rowEnd: number;
+  /** rowEnd - rowStart. */
+  rows: number;
+  captured: number;
+  skipped: number;
+  /** captured + skipped. */
+  done: number;
+  /** The first row not yet done, or null when all are. */
+  nextRow: number | null;
+  complete: boolean;
+}
+
+/** What finish() returns. */
+export interface CaptureFileSummary {
+  files: string[];
+  rowStart: number;
+  rowEnd: number;
+  totalRows: number;
+  captured: number;
+  skipped: number;
+  /** Size of the files together. */
+  bytes: number;
+  /** True when the files were already finished before this writer was opened. */
+  alreadyComplete: boolean;
+}
+
+interface DataFile {
+  path: string;
+  partial: string;
+  /** Where the data is now: partial until renamed at finish. */
+  at: string;
+  identity: CaptureIdentity;
+  headerLength: number;
+  size: number;
+  fh: FileHandle | null;
+  /** Tensor index in this file for each run layer (-1: not here). */
+  slot: number[];
+}
+
+const MISSING = 0;
+const CAPTURED = 1;
+const SKIPPED = 2;
+const MAX_TOKEN_COUNT = 2147483647;
+const ZERO_CHUNK = 1 << 20;
+
+async function exists(path: string): Promise<boolean> {
+  return stat(path).then(
+    () => true,
+    (err: NodeJS.ErrnoException) => {
+      if (err.code === "ENOENT") return false;
+      throw err;
+    },
+  );
+}
+
+function isDiskFull(err: unknown): boolean {
+  const code = (err as NodeJS.ErrnoException | null)?.code;
+  return code === "ENOSPC" || code === "EDQUOT";
+}
+
+function gb(bytes: number): string {
+  return `${(bytes / 1e9).toFixed(2)} GB`;
+}
+
+/** sha256 of a file, streamed ("sha256:<hex>"): the `sourceDigest` of a capture's input. */
+export async function digestFile(path: string): Promise<string> {
+  const hash = createHash("sha256");
+  for await (const chunk of createReadStream(path, { highWaterMark: 1 << 20 })) hash.update(chunk as Buffer);
+  return `sha256:${hash.digest("hex")}`;
+}
+
+/**
+ * Opens a capture output for writing: creates it, or with `resume` continues the capture in
+ * progress after validating it against this request. See {@link CaptureFileWriter}.
+ *
+ * @throws TypeError/RangeError for malformed options.
+ * @throws CaptureFileError `CAPTURE_IN_PROGRESS` when an unfinished capture is at `out` and neither
+ *   `resume` nor `overwrite` is set; `RESUME_MISMATCH` (with `field`) when the capture in progress
+ *   or the finished file was made with another model, layers, pool, input, shard ...;
+ *   `RESUME_INVALID` when the files there are not a resumable capture (not safetensors, truncated,
+ *   progress file without data); `DISK_FULL` when the disk has less room than the file needs.
+ *   Nothing is deleted or overwritten on any of these.
+ */
+export function openCaptureFile(options: CaptureFileOptions): Promise<CaptureFileWriter> {
+  return CaptureFileWriter.open(options);
+}
+
+/**
+ * Writes a capture chunk by chunk. Memory is O(chunk) plus a byte (and with token counts an int)
+ * per row: no row data is kept after writeRows resolves.
+ *
+ * ```ts
+ * const w = await openCaptureFile({ out, layers, width, rows: N, fingerprint, pool, resume: true });
+ * for (const [a, b] of w.missingRanges()) for (let r = a; r < b; r += chunk) {
+ *   const acts = await model.capture(texts.slice(r, Math.min(b, r + chunk)), { layers, pool });
+ *   await w.writeRows(r, layers.map((l) => acts.layer(l)), { tokenCounts: acts.tokenCounts });
+ * }
+ * await w.finish();
+ * ```
+ *
+ * Calls are serialised in call order; keep at most one or two writeRows in flight and do not
+ * modify a chunk's arrays before its promise resolves.
+ */
+export class CaptureFileWriter {
+  /** The final file paths (one, or one per layer). */
+  readonly files: readonly string[];
+  /** The progress (sidecar) file. */
+  readonly progressFile: string;
+  readonly layers: readonly CaptureLayer[];
+  readonly width: number;
+  readonly totalRows: number;
+  readonly rowStart: number;
+  readonly rowEnd: number;
+  /** True when this writer continues an earlier run (rows were already done, or the file was finished). */
+  readonly resumed: boolean;
+
+  private readonly state: Uint8Array;
+  private readonly tokens: Int32Array | null;
+  private captured = 0;
+  private skipped = 0;
+  private cursor = 0;
+  private chain: Promise<unknown> = Promise.resolve();
+  private closed = false;
+
+  private constructor(
+    private readonly id: CaptureIdentity,
+    private readonly data: DataFile[],
+    private readonly log: ProgressLog | null,
+    private readonly opts: { sync: boolean; hooks: CaptureFileHooks },
+    resumed: boolean,
+    private readonly alreadyComplete: boolean,
+  ) {
+    this.files = data.map((f) => f.path);
+    this.progressFile = log?.path ?? "";
+    this.layers = id.layers;
+    this.width = id.width;
+    this.totalRows = id.totalRows;
+    this.rowStart = id.rowStart;
+    this.rowEnd = id.rowEnd;
+    this.resumed = resumed;
+    this.state = new Uint8Array(id.rowEnd - id.rowStart);
+    this.tokens = id.tokenCounts ? new Int32Array(id.rowEnd - id.rowStart) : null;
+  }
+
+  /** See {@link openCaptureFile}. */
+  static async open(options: CaptureFileOptions): Promise<CaptureFileWriter> {
+    const { id, split } = requestOf(options);
+    if (options.resume && options.overwrite) throw new TypeError("resume and overwrite cannot both be set");
+    const out = options.out;
+    const files: DataFile[] = (split ? id.layers.map((l) => [l] as CaptureLayer[]) : [id.layers.slice()]).map((layers) => {
+      const fid: CaptureIdentity = { ...id, layers };
+      const path = split ? layerFilePath(out, layers[0]) : out;
+      const headerLength = reservedHeaderLength(fid);
+      const size = 8 + headerLength + layers.length * (id.rowEnd - id.rowStart) * id.width * 4;
+      return { path, partial: partialPath(path), at: partialPath(path), identity: fid, headerLength, size, fh: null, slot: id.layers.map((l) => layers.indexOf(l)) };
+    });
+    const opts = { sync: options.sync ?? true, hooks: options.hooks ?? {} };
+    const request: ProgressRequest = { identity: id, splitLayers: split, headerLengths: files.map((f) => f.headerLength) };
+    const sidecar = progressPath(out);
+    const checkSpace = options.checkFreeSpace ?? true;
+
+    const sidecarExists = await exists(sidecar);
+    const partials = (await Promise.all(files.map(async (f) => ((await exists(f.partial)) ? f.partial : null)))).filter((p): p is string => p !== null);
+    if (!options.resume) {
+      if (sidecarExists || partials.length > 0) {
+        if (!options.overwrite) {
+          const done = sidecarExists ? await ProgressLog.describe(sidecar) : "";
+          throw new CaptureFileError("CAPTURE_IN_PROGRESS", sidecarExists ? sidecar : partials[0],
+            `an unfinished capture is here${done}; resume it (--resume) or start over (--overwrite)`);
+        }
+        for (const p of [...partials, sidecar]) await unlink(p).catch(() => undefined);
+      }
+      return CaptureFileWriter.create(id, files, request, sidecar, opts, checkSpace);
+    }
+
+    if (!sidecarExists) {
+      if (partials.length > 0) {
+        throw new CaptureFileError("RESUME_INVALID", partials[0],
+          `has no progress file (${sidecar}), so which rows it holds is unknown; nothing was changed. Delete it or start over (--overwrite)`);
+      }
+      const finals = await Promise.all(files.map((f) => exists(f.path)));
+      if (finals.every(Boolean)) {
+        // A finished capture: reuse it when it is what was asked for.
+        const w = new CaptureFileWriter(id, files, null, opts, true, true);
+        for (const f of files) {
+          const final = await validateDataFile(f, f.path, { complete: true });
+          if (f === files[0]) w.restoreFinished(final);
+        }
+        w.closed = true;
+        return w;
+      }
+      return CaptureFileWriter.create(id, files, request, sidecar, opts, checkSpace);
+    }
+
+    const log = await ProgressLog.open(sidecar, request);
+    const w = new CaptureFileWriter(id, files, log, opts, false, false);
+    try {
+      for (const line of log.entries) w.apply(line);
+      log.entries = [];
+      const anyDone = w.captured + w.skipped > 0;
+      for (const f of files) {
+        if (await exists(f.partial)) {
+          await validateDataFile(f, f.partial, {});
+          f.at = f.partial;
+        } else if (log.finishing && (await exists(f.path))) {
+          await validateDataFile(f, f.path, {});
+          f.at = f.path;
+        } else if (!anyDone && !log.finishing) {
+          await createDataFile(f); // crashed while creating: nothing was captured yet
+        } else {
+          throw new CaptureFileError("RESUME_INVALID", f.partial,
+            `is missing, but ${sidecar} records ${w.captured + w.skipped} rows written to it; nothing was changed. Start over (--overwrite)`);
+        }
+        f.fh = await open(f.at, "r+");
+      }
+      if (checkSpace) await checkFreeSpace(files, true);
+    } catch (err) {
+      await w.close();
+      throw err;
+    }
+    (w as { resumed: boolean }).resumed = w.captured + w.skipped > 0;
+    return w;
+  }
+
+  private static async create(
+    id: CaptureIdentity,
+    files: DataFile[],
+    request: ProgressRequest,
+    sidecar: string,
+    opts: { sync: boolean; hooks: CaptureFileHooks },
+    checkSpace: boolean,
+  ): Promise<CaptureFileWriter> {
+    if (checkSpace) await checkFreeSpace(files, false);
+    // Progress file first: data without it could not be resumed; it without data can.
+    const log = await ProgressLog.create(sidecar, request);
+    const w = new CaptureFileWriter(id, files, log, opts, false, false);
+    try {
+      for (const f of files) {
+        await createDataFile(f);
+        f.fh = await open(f.at, "r+");
+      }
+      await syncDir(dirname(sidecar));
+      await opts.hooks.stage?.("created");
+    } catch (err) {
+      await w.close();
+      throw err;
+    }
+    return w;
+  }
+
+  /** Rows done, the next row to capture, whether all are done. */
+  get progress(): CaptureProgress {
+    const rows = this.rowEnd - this.rowStart;
+    while (this.cursor < rows && this.state[this.cursor] !== MISSING) this.cursor++;
+    return {
+      rowStart: this.rowStart,
+      rowEnd: this.rowEnd,
+      rows,
+      captured: this.captured,
+      skipped: this.skipped,
+      done: this.captured + this.skipped,
+      nextRow: this.cursor < rows ? this.rowStart + this.cursor : null,
+      complete: this.captured + this.skipped === rows,
+    };
+  }
+
+  /** The ranges [a, b) of rows still missing, in order (global row numbers). */
+  missingRanges(): [number, number][] {
+    const out: [number, number][] = [];
+    const rows = this.state.length;
+    for (let r = this.progress.nextRow === null ? rows : this.cursor; r < rows; ) {
+      if (this.state[r] !== MISSING) {
+        r++;
+        continue;
+      }
+      const a = r;
+      while (r < rows && this.state[r] === MISSING) r++;
+      out.push([this.rowStart + a, this.rowStart + r]);
+    }
+    return out;
+  }
+
+  /**
+   * Writes rows firstRow..firstRow+count-1 (global numbers) of every layer: `perLayer[i]` holds
+   * count x width floats of `layers[i]`, row-major. Rows already written are overwritten. When the
+   * promise resolves the rows are on disk and recorded (fsynced unless `sync: false`).
+   *
+   * @throws TypeError/RangeError for a malformed chunk (wrong layer count, width, rows outside the
+   *   file's range, missing token counts).
+   * @throws CaptureFileError `DISK_FULL` (nothing recorded; the writer stays usable: retry after
+   *   freeing space, or resume later), `CAPTURE_CLOSED` after finish()/close().
+   */
+  writeRows(firstRow: number, perLayer: readonly Float32Array[], options: { tokenCounts?: ArrayLike<number> } = {}): Promise<void> {
+    const count = this.checkChunk(firstRow, perLayer);
+    const tokens = this.checkTokens(options.tokenCounts, count, "writeRows");
+    return this.enqueue(async () => {
+      const offset = (firstRow - this.rowStart) * this.width * 4;
+      for (let i = 0; i < perLayer.length; i++) {
+        const a = perLayer[i];
+        const bytes = little(new Uint8Array(a.buffer, a.byteOffset, a.byteLength));
+        await this.writeTensorBytes(i, offset, bytes, `rows ${firstRow}-${firstRow + count - 1}`);
+      }
+      await this.commit({ rows: [firstRow, count], ...(tokens ? { tokens } : {}) }, `rows ${firstRow}-${firstRow + count - 1}`);
+    });
+  }
+
+  /**
+   * Marks rows (global numbers) as skipped (e.g. texts longer than the context): their data is set
+   * to zeros and they are listed in the header's `skipped_rows`. With `tokenCounts`, their counts.
+   */
+  markSkipped(rows: readonly number[], options: { tokenCounts?: ArrayLike<number> } = {}): Promise<void> {
+    this.checkOpen();
+    if (!Array.isArray(rows)) throw new TypeError("markSkipped: rows must be an array of row numbers");
+    for (const r of rows) this.checkRow(r, "markSkipped");
+    const tokens = options.tokenCounts === undefined ? (this.tokens ? rows.map(() => 0) : null) : this.checkTokens(options.tokenCounts, rows.length, "markSkipped");
+    if (rows.length === 0) return Promise.resolve();
+    return this.enqueue(async () => {
+      const sorted = [...new Set(rows)].sort((a, b) => a - b);
+      const zeros = new Uint8Array(Math.min(ZERO_CHUNK, sorted.length * this.width * 4));
+      for (let k = 0; k < sorted.length; ) {
+        let end = k + 1;
+        while (end < sorted.length && sorted[end] === sorted[end - 1] + 1) end++;
+        const bytes = (end - k) * this.width * 4;
+        const base = (sorted[k] - this.rowStart) * this.width * 4;
+        for (let i = 0; i < this.layers.length; i++) {
+          for (let o = 0; o < bytes; o += zeros.length) {
+            await this.writeTensorBytes(i, base + o, zeros.subarray(0, Math.min(zeros.length, bytes - o)), `skipped rows from ${sorted[k]}`);
+          }
+        }
+        k = end;
+      }
+      await this.commit({ skipped: rows.slice(), ...(tokens ? { tokens } : {}) }, `skipped rows`);
+    });
+  }
+
+  /**
+   * Completes the capture: writes the final header (skipped_rows, token_counts, `finalMetadata`) in
+   * place, renames the file(s) to the final name(s) and removes the progress file. Do not put
+   * anything time-dependent in `finalMetadata` if a resumed run must equal an uninterrupted one.
+   * On a writer opened over an already finished file, only returns the summary.
+   *
+   * @throws CaptureFileError `CAPTURE_INCOMPLETE` while rows are missing (the writer stays usable).
+   * @throws RangeError when `finalMetadata` exceeds its reserved 4 KiB (nothing is written).
+   */
+  finish(finalMetadata?: Record<string, string>): Promise<CaptureFileSummary> {
+    if (this.alreadyComplete) return Promise.resolve(this.summary());
+    this.checkOpen();
+    const finals = metadataEntries(finalMetadata, "finalMetadata");
+    return this.enqueue(async () => {
+      const p = this.progress;
+      if (!p.complete) {
+        throw new CaptureFileError("CAPTURE_INCOMPLETE", this.data[0].at,
+          `cannot finish: ${p.rows - p.done} of ${p.rows} rows are missing (first missing row ${p.nextRow})`);
+      }
+      const skippedRows: number[] = [];
+      this.state.forEach((s, r) => {
+        if (s === SKIPPED) skippedRows.push(this.rowStart + r);
+      });
+      const headers = this.data.map((f) => {
+        try {
+          return encodeCaptureHeader(f.identity, { skippedRows, tokenCounts: this.tokens, metadata: finals }, f.headerLength);
+        } catch (err) {
+          throw new RangeError(`finalMetadata does not fit the header room reserved for it (${(err as Error).message})`);
+        }
+      });
+      if (!this.log!.finishing) await this.log!.append({ finishing: true }, this.opts.sync);
+      for (let i = 0; i < this.data.length; i++) {
+        const f = this.data[i];
+        await this.guardDiskFull(f.at, "the final header", () => writeAllAt(f.fh!, headers[i], 0));
+        await f.fh!.datasync();
+        await f.fh!.close();
+        f.fh = null;
+      }
+      await this.opts.hooks.stage?.("headers-written");
+      for (const f of this.data) {
+        if (f.at !== f.path) await rename(f.at, f.path);
+        f.at = f.path;
+      }
+      await syncDir(dirname(this.data[0].path));
+      await this.opts.hooks.stage?.("renamed");
+      await this.log!.remove();
+      await syncDir(dirname(this.progressFile));
+      this.closed = true;
+      return this.summary();
+    });
+  }
+
+  /** Closes the files and leaves everything for a later resume. Idempotent. */
+  async close(): Promise<void> {
+    await this.chain.catch(() => undefined);
+    this.closed = true;
+    for (const f of this.data) {
+      await f.fh?.close().catch(() => undefined);
+      f.fh = null;
+    }
+    await this.log?.close();
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.close();
+  }
+
+  private summary(): CaptureFileSummary {
+    return {
+      files: this.files.slice(),
+      rowStart: this.rowStart,
+      rowEnd: this.rowEnd,
+      totalRows: this.totalRows,
+      captured: this.captured,
+      skipped: this.skipped,
+      bytes: this.data.reduce((a, f) => a + f.size, 0),
+      alreadyComplete: this.alreadyComplete,
+    };
+  }
+
+  private enqueue<T>(fn: () => Promise<T>): Promise<T> {
+    const p = this.chain.then(() => {
+      this.checkOpen();
+      return fn();
+    });
+    this.chain = p.catch(() => undefined);
+    return p;
+  }
+
+  private checkOpen(): void {
+    if (this.closed) {
+      throw new CaptureFileError("CAPTURE_CLOSED", this.files[0],
+        this.alreadyComplete ? "the capture is already finished" : "the capture writer was finished or closed");
+    }
+  }
+
+  private checkRow(r: number, what: string): void {
+    if (!Number.isSafeInteger(r) || r < this.rowStart || r >= this.rowEnd) {
+      throw new RangeError(`${what}: row ${r} is outside this file's rows [${this.rowStart}, ${this.rowEnd})`);
+    }
+  }
+
+  private checkChunk(firstRow: number, perLayer: readonly Float32Array[]): number {
+    this.checkOpen();
+    this.checkRow(firstRow, "writeRows");
+    if (!Array.isArray(perLayer) || perLayer.length !== this.layers.length) {
+      throw new TypeError(`writeRows: perLayer must hold one Float32Array per layer (${this.layers.length}), got ${Array.isArray(perLayer) ? perLayer.length : typeof perLayer}`);
+    }
+    let count = -1;
+    perLayer.forEach((a, i) => {
+      if (!(a instanceof Float32Array)) throw new TypeError(`writeRows: perLayer[${i}] must be a Float32Array`);
+      if (a.length === 0 || a.length % this.width !== 0) {
+        throw new RangeError(`writeRows: perLayer[${i}] has ${a.length} floats, not a positive multiple of the width ${this.width}`);
+      }
+      if (count === -1) count = a.length / this.width;
+      if (a.length / this.width !== count) throw new RangeError(`writeRows: perLayer[${i}] has ${a.length / this.width} rows, perLayer[0] ${count}`);
+    });
+    if (firstRow + count > this.rowEnd) {
+      throw new RangeError(`writeRows: rows ${firstRow}-${firstRow + count - 1} run past this file's rows [${this.rowStart}, ${this.rowEnd})`);
+    }
+    return count;
+  }
+
+  private checkTokens(t: ArrayLike<number> | undefined, count: number, what: string): number[] | null {
+    if (!this.tokens) {
+      if (t !== undefined) throw new TypeError(`${what}: tokenCounts given, but the file was opened without tokenCounts: true`);
+      return null;
+    }
+    if (t === undefined || typeof t.length !== "number") throw new TypeError(`${what}: tokenCounts is required (the file records token counts)`);
+    if (t.length !== count) throw new RangeError(`${what}: tokenCounts has ${t.length} values for ${count} rows`);
+    const out = Array.from(t);
+    for (const n of out) {
+      if (!Number.isSafeInteger(n) || n < 0 || n > MAX_TOKEN_COUNT) throw new RangeError(`${what}: token counts must be integers in 0-${MAX_TOKEN_COUNT}, got ${n}`);
+    }
+    return out;
+  }
+
+  private async writeTensorBytes(layerIndex: number, offset: number, bytes: Uint8Array, what: string): Promise<void> {
+    const file = this.data.length === 1 ? this.data[0] : this.data[layerIndex];
+    const position = 8 + file.headerLength + file.slot[layerIndex] * (this.rowEnd - this.rowStart) * this.width * 4 + offset;
+    await this.guardDiskFull(file.at, what, async () => {
+      await this.opts.hooks.beforeWrite?.(file.at, position, bytes.length);
+      await writeAllAt(file.fh!, bytes, position);
+    });
+  }
+
+  private async guardDiskFull(file: string, what: string, fn: () => Promise<void>): Promise<void> {
+    try {
+      await fn();
+    } catch (err) {
+      if (!isDiskFull(err)) throw err;
+      const p = this.progress;
+      throw new CaptureFileError("DISK_FULL", file,
+        `disk full (${(err as NodeJS.ErrnoException).code}) while writing ${what}; the ${p.done} of ${p.rows} rows completed before are kept. ` +
+          `Free some space and resume (--resume) to continue${p.nextRow === null ? "" : ` from row ${p.nextRow}`}`,
+        { cause: err });
+    }
+  }
+
+  /** Data first (fsynced), then the progress line that claims it. */
+  private async commit(line: { rows?: [number, number]; skipped?: number[]; tokens?: number[] }, what: string): Promise<void> {
+    if (this.opts.sync) for (const f of this.data) await f.fh!.datasync();
+    await this.opts.hooks.stage?.("data-written");
+    await this.guardDiskFull(this.progressFile, `the progress of ${what}`, () => this.log!.append(line, this.opts.sync));
+    this.apply(line);
+    await this.opts.hooks.stage?.("progress-written");
+  }
+
+  private apply(line: { rows?: [number, number]; skipped?: number[]; tokens?: number[] }): void {
+    const set = (r: number, s: number, tokens: number | undefined) => {
+      const i = r - this.rowStart;
+      const old = this.state[i];
+      if (old === CAPTURED) this.captured--;
+      if (old === SKIPPED) this.skipped--;
+      this.state[i] = s;
+      if (s === CAPTURED) this.captured++;
+      else this.skipped++;
+      if (this.tokens && tokens !== undefined) this.tokens[i] = tokens;
+    };
+    if (line.rows) for (let k = 0; k < line.rows[1]; k++) set(line.rows[0] + k, CAPTURED, line.tokens?.[k]);
+    if (line.skipped) line.skipped.forEach((r, k) => set(r, SKIPPED, line.tokens?.[k]));
+  }
+
+  private restoreFinished(final: { skippedRows: number[]; tokenCounts: ArrayLike<number> | null }): void {
+    this.state.fill(CAPTURED);
+    this.captured = this.state.length;
+    for (const r of final.skippedRows) this.apply({ skipped: [r] });
+    if (this.tokens && final.tokenCounts) this.tokens.set(Array.from(final.tokenCounts));
+  }
+}
+
+/** Normalises and validates the options into the request's identity. */
+function requestOf(o: CaptureFileOptions): { id: CaptureIdentity; split: boolean } {
+  if (o === null || typeof o !== "object") throw new TypeError("capture file options must be an object");
+  if (typeof o.out !== "string" || o.out === "") throw new TypeError("out must be a file path");
+  const layers = validateLayers(o.layers);
+  if (!Number.isSafeInteger(o.width) || o.width < 1) throw new RangeError(`width must be a positive integer, got ${o.width}`);
+  if (!Number.isSafeInteger(o.rows) || o.rows < 0) throw new RangeError(`rows must be a non-negative integer, got ${o.rows}`);
+  if (typeof o.fingerprint !== "string" || o.fingerprint === "") throw new TypeError("fingerprint must be a non-empty string");
+  if (typeof o.pool !== "string" || o.pool === "") throw new TypeError("pool must be a non-empty string");
+  if (o.sourceDigest !== undefined && typeof o.sourceDigest !== "string") throw new TypeError("sourceDigest must be a string");
+  const [rowStart, rowEnd] = o.shard ? shardRange(o.shard.index, o.shard.count, o.rows) : [0, o.rows];
+  if (o.rowIds !== undefined) {
+    if (!Array.isArray(o.rowIds) || o.rowIds.length !== o.rows || !o.rowIds.every((s) => typeof s === "string")) {
+      throw new TypeError(`rowIds must be an array of ${o.rows} strings (the ids of all input rows)`);
+    }
+  }
+  return {
+    split: o.splitLayers ?? false,
+    id: {
+      fingerprint: o.fingerprint,
+      layers: layers.slice(),
+      pool: o.pool,
+      width: o.width,
+      totalRows: o.rows,
+      rowStart,
+      rowEnd,
+      shard: o.shard && o.shard.count > 1 ? `${o.shard.index}/${o.shard.count}` : null,
+      sourceDigest: o.sourceDigest ?? null,
+      tokenCounts: o.tokenCounts ?? false,
+      rowIds: o.rowIds ? o.rowIds.slice(rowStart, rowEnd) : null,
+      metadata: metadataEntries(o.metadata, "metadata"),
+    },
+  };
+}
+
+async function createDataFile(f: DataFile): Promise<void> {
+  const fh = await open(f.partial, "w+");
+  try {
+    await writeAllAt(fh, encodeCaptureHeader(f.identity, null, f.headerLength), 0);
+    await fh.truncate(f.size); // sparse: blocks are allocated as rows land
+    await fh.datasync();
+  } finally {
+    await fh.close();
+  }
+  f.at = f.partial;
+}
+
+/** Checks that `path` holds `f`'s capture (same request, intact size); returns its final part if complete. */
+async function validateDataFile(f: DataFile, path: string, opts: { complete?: boolean }): Promise<{ skippedRows: number[]; tokenCounts: ArrayLike<number> | null }> {
+  let parsed;
+  let headerLength;
+  try {
+    const header = await readSafetensorsHeader(path);
+    parsed = parseCaptureHeader(path, header);
+    headerLength = header.headerLength;
+  } catch (err) {
+    if (!(err instanceof FileFormatError)) throw err;
+    const size = (await stat(path)).size;
+    const why = err.message.slice(path.length + 2);
+    throw new CaptureFileError("RESUME_INVALID", path,
+      `${size < f.size ? `is truncated (${size} of ${f.size} bytes: ${why})` : `is not a safetensors capture file (${why})`}; nothing was changed`,
+      { cause: err });
+  }
+  const diff = diffIdentity(parsed.identity, f.identity, { ignore: parsed.complete ? [] : ["token_counts"] });
+  if (diff) {
+    throw new CaptureFileError("RESUME_MISMATCH", path,
+      `holds a capture with ${diff.what} (${diff.field} ${diff.there} there, ${diff.here} requested); nothing was changed. Use another output or delete it`,
+      { field: diff.field });
+  }
+  if (opts.complete && !parsed.complete) {
+    throw new CaptureFileError("RESUME_INVALID", path, "is marked incomplete but has no progress file; nothing was changed");
+  }
+  if (headerLength !== f.headerLength) {
+    throw new CaptureFileError("RESUME_INVALID", path, `has a ${headerLength}-byte header, this request reserves ${f.headerLength}; nothing was changed`);
+  }
+  return parsed.final ?? { skippedRows: [], tokenCounts: null };
+}
+
+/** DISK_FULL when the folder has less free space than the files still need. */
+async function checkFreeSpace(files: DataFile[], existing: boolean): Promise<void> {
+  let needed = 0;
+  for (const f of files) {
+    let allocated = 0;
+    if (existing) {
+      const st = await stat(f.at).catch(() => null);
+      allocated = st ? st.blocks * 512 : 0;
+    }
+    needed += Math.max(0, f.size - allocated);
+  }
+  const dir = dirname(files[0].path);
+  const fs = await statfs(dir).catch(() => null);
+  if (!fs) return;
+  const free = fs.bavail * fs.bsize;
+  if (free < needed) {
+    throw new CaptureFileError("DISK_FULL", files[0].path,
+      `needs ${gb(needed)} more but ${dir} has ${gb(free)} free; free some space (or capture in shards elsewhere) and run again${existing ? " with --resume" : ""}`);
+  }
+}
