@@ -380,7 +380,7 @@ export class CaptureFileWriter {
    * @throws CaptureFileError `DISK_FULL` (nothing recorded; the writer stays usable: retry after
    *   freeing space, or resume later), `CAPTURE_CLOSED` after finish()/close().
    */
-  writeRows(firstRow: number, perLayer: readonly Float32Array[], options: { tokenCounts?: ArrayLike<number> } = {}): Promise<void> {
+  async writeRows(firstRow: number, perLayer: readonly Float32Array[], options: { tokenCounts?: ArrayLike<number> } = {}): Promise<void> {
     const count = this.checkChunk(firstRow, perLayer);
     const tokens = this.checkTokens(options.tokenCounts, count, "writeRows");
     return this.enqueue(async () => {
@@ -398,12 +398,12 @@ export class CaptureFileWriter {
    * Marks rows (global numbers) as skipped (e.g. texts longer than the context): their data is set
    * to zeros and they are listed in the header's `skipped_rows`. With `tokenCounts`, their counts.
    */
-  markSkipped(rows: readonly number[], options: { tokenCounts?: ArrayLike<number> } = {}): Promise<void> {
+  async markSkipped(rows: readonly number[], options: { tokenCounts?: ArrayLike<number> } = {}): Promise<void> {
     this.checkOpen();
     if (!Array.isArray(rows)) throw new TypeError("markSkipped: rows must be an array of row numbers");
     for (const r of rows) this.checkRow(r, "markSkipped");
     const tokens = options.tokenCounts === undefined ? (this.tokens ? rows.map(() => 0) : null) : this.checkTokens(options.tokenCounts, rows.length, "markSkipped");
-    if (rows.length === 0) return Promise.resolve();
+    if (rows.length === 0) return;
     return this.enqueue(async () => {
       const sorted = [...new Set(rows)].sort((a, b) => a - b);
       const zeros = new Uint8Array(Math.min(ZERO_CHUNK, sorted.length * this.width * 4));
@@ -432,8 +432,8 @@ export class CaptureFileWriter {
    * @throws CaptureFileError `CAPTURE_INCOMPLETE` while rows are missing (the writer stays usable).
    * @throws RangeError when `finalMetadata` exceeds its reserved 4 KiB (nothing is written).
    */
-  finish(finalMetadata?: Record<string, string>): Promise<CaptureFileSummary> {
-    if (this.alreadyComplete) return Promise.resolve(this.summary());
+  async finish(finalMetadata?: Record<string, string>): Promise<CaptureFileSummary> {
+    if (this.alreadyComplete) return this.summary();
     this.checkOpen();
     const finals = metadataEntries(finalMetadata, "finalMetadata");
     return this.enqueue(async () => {

@@ -135,10 +135,17 @@ export function validateLayers(layers: unknown): CaptureLayer[] {
   return layers as CaptureLayer[];
 }
 
-function rangeJson(start: number, end: number): string {
-  const parts: string[] = [];
-  for (let r = start; r < end; r++) parts.push(String(r));
-  return `[${parts.join(",")}]`;
+/** Length of the JSON array of the integers [start, end) ("[0,1,...]"), computed, not built. */
+export function rangeJsonLength(start: number, end: number): number {
+  if (end <= start) return 2;
+  let digits = 0;
+  for (let lo = 0, d = 1; lo < end; lo = lo === 0 ? 10 : lo * 10, d++) {
+    const hi = lo === 0 ? 10 : lo * 10; // numbers with d digits: [lo, hi)
+    const a = Math.max(start, lo);
+    const b = Math.min(end, hi);
+    if (b > a) digits += (b - a) * d;
+  }
+  return 2 + digits + (end - start - 1);
 }
 
 /** The header metadata of a file with identity `id`: partial (`final` null) or finished. */
@@ -178,15 +185,21 @@ export function tensorsOf(id: CaptureIdentity): { name: string; shape: [number, 
  * all reserve the same length and write the same bytes.
  */
 export function reservedHeaderLength(id: CaptureIdentity): number {
+  const rows = id.rowEnd - id.rowStart;
   const worst = composeMetadata(id, null);
   delete worst.status;
-  worst.skipped_rows = rangeJson(id.rowStart, id.rowEnd);
-  if (id.tokenCounts) worst.token_counts = `[${new Array(id.rowEnd - id.rowStart).fill(WORST_TOKEN_COUNT).join(",")}]`;
+  // Digits, commas and brackets need no JSON escaping: empty values plus their computed lengths.
+  worst.skipped_rows = "";
+  let extra = rangeJsonLength(id.rowStart, id.rowEnd);
+  if (id.tokenCounts) {
+    worst.token_counts = "";
+    extra += rows === 0 ? 2 : 2 + rows * WORST_TOKEN_COUNT.length + rows - 1;
+  }
   const natural = encodeSafetensorsHeader(tensorsOf(id), worst).length - 8;
-  const length = Math.ceil((natural + FINAL_METADATA_RESERVE) / 8) * 8;
+  const length = Math.ceil((natural + extra + FINAL_METADATA_RESERVE) / 8) * 8;
   if (length > MAX_HEADER_BYTES) {
     throw new RangeError(
-      `a capture file of ${id.rowEnd - id.rowStart} rows needs a ${length}-byte header, over safetensors' ${MAX_HEADER_BYTES}-byte limit; capture it in shards`,
+      `a capture file of ${rows} rows needs a ${length}-byte header, over safetensors' ${MAX_HEADER_BYTES}-byte limit; capture it in shards`,
     );
   }
   return length;
