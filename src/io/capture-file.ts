@@ -148,8 +148,10 @@ function isDiskFull(err: unknown): boolean {
   return code === "ENOSPC" || code === "EDQUOT";
 }
 
-function gb(bytes: number): string {
-  return `${(bytes / 1e9).toFixed(2)} GB`;
+function humanBytes(bytes: number): string {
+  if (bytes >= 1e9) return `${(bytes / 1e9).toFixed(2)} GB`;
+  if (bytes >= 1e6) return `${(bytes / 1e6).toFixed(1)} MB`;
+  return `${Math.ceil(bytes / 1e3)} kB`;
 }
 
 /** sha256 of a file, streamed ("sha256:<hex>"): the `sourceDigest` of a capture's input. */
@@ -709,6 +711,6 @@ async function checkFreeSpace(files: DataFile[], existing: boolean): Promise<voi
   const free = fs.bavail * fs.bsize;
   if (free < needed) {
     throw new CaptureFileError("DISK_FULL", files[0].path,
-      `needs ${gb(needed)} more but ${dir} has ${gb(free)} free; free some space (or capture in shards elsewhere) and run again${existing ? " with --resume" : ""}`);
+      `needs ${humanBytes(needed)} more but ${dir} has ${humanBytes(free)} free; free some space (or capture in shards elsewhere) and run again${existing ? " with --resume" : ""}`);
   }
 }
