@@ -8,8 +8,9 @@ import { join } from "node:path";
 import { CaptureFileError, FileFormatError } from "../src/errors";
 import {
   CaptureReader, digestFile, layerFilePath, mergeCaptureFiles, openCaptureFile, parseShard, readCaptureInfo,
-  readCaptureRows, shardRange, rangeJsonLength, FINAL_METADATA_RESERVE, type CaptureFileOptions,
+  readCaptureRows, shardRange, FINAL_METADATA_RESERVE, type CaptureFileOptions,
 } from "../src/io/capture-file";
+import { rangeJsonLength } from "../src/io/capture-layout";
 import { readSafetensors, writeSafetensors } from "../src/safetensors";
 
 // eslint-disable-next-line @typescript-eslint/no-var-requires
@@ -255,6 +256,7 @@ describe("resume", () => {
     ["split", { split: true }, "split_layers", "one file per layer"],
   ])("another %s is refused with RESUME_MISMATCH and nothing changes", async (_what, change, field, phrase) => {
     const { out, cfg } = await interrupted();
+    await appendFile(`${out}.progress.json`, '{"rows":[5,'); // even a torn line is left as it is
     const before = await snapshot(out);
     const e = await captureError(openCaptureFile(synth.options({ ...cfg, ...change })), "RESUME_MISMATCH", phrase, field);
     expect(e.file).toBe(`${out}.progress.json`);
@@ -286,6 +288,18 @@ describe("resume", () => {
     const e = await interrupted();
     await writeFile(`${e.out}.progress.json`, "garbage\n");
     await captureError(openCaptureFile(synth.options(e.cfg)), "RESUME_INVALID", "is not a capture progress file");
+  });
+
+  test("a data file torn while it was created (nothing recorded yet) is created afresh", async () => {
+    const out = fresh("torn-create");
+    const cfg = base(out);
+    const w = await openCaptureFile(synth.options(cfg));
+    await w.close();
+    await truncate(`${out}.partial`, 3);
+    await synth.run(cfg);
+    const ref = fresh("ref");
+    await synth.run(base(ref));
+    expect(await sha(out)).toBe(await sha(ref));
   });
 
   test("a new capture over an unfinished one is refused unless resumed or overwritten", async () => {

@@ -36,7 +36,10 @@ import {
 } from "./capture-layout";
 import { ProgressLog, type ProgressRequest } from "./capture-progress";
 
-export * from "./capture-layout";
+export {
+  CAPTURE_FORMAT, FINAL_METADATA_RESERVE, layerFilePath, parseShard, partialPath, progressPath, shardRange, tensorName,
+  type CaptureLayer,
+} from "./capture-layout";
 export { mergeCaptureFiles, type MergeOptions, type MergeResult } from "./capture-merge";
 export { CaptureReader, readCaptureInfo, readCaptureRows, type CaptureInfo } from "./capture-reader";
 
@@ -204,7 +207,9 @@ export class CaptureFileWriter {
   readonly rowStart: number;
   readonly rowEnd: number;
   /** True when this writer continues an earlier run (rows were already done, or the file was finished). */
-  readonly resumed: boolean;
+  get resumed(): boolean {
+    return this.alreadyComplete || this.resumedRows;
+  }
 
   private readonly state: Uint8Array;
   private readonly tokens: Int32Array | null;
@@ -213,13 +218,13 @@ export class CaptureFileWriter {
   private cursor = 0;
   private chain: Promise<unknown> = Promise.resolve();
   private closed = false;
+  private resumedRows = false;
 
   private constructor(
     private readonly id: CaptureIdentity,
     private readonly data: DataFile[],
     private readonly log: ProgressLog | null,
     private readonly opts: { sync: boolean; hooks: CaptureFileHooks },
-    resumed: boolean,
     private readonly alreadyComplete: boolean,
   ) {
     this.files = data.map((f) => f.path);
@@ -229,7 +234,6 @@ export class CaptureFileWriter {
     this.totalRows = id.totalRows;
     this.rowStart = id.rowStart;
     this.rowEnd = id.rowEnd;
-    this.resumed = resumed;
     this.state = new Uint8Array(id.rowEnd - id.rowStart);
     this.tokens = id.tokenCounts ? new Int32Array(id.rowEnd - id.rowStart) : null;
   }
@@ -273,7 +277,7 @@ export class CaptureFileWriter {
       const finals = await Promise.all(files.map((f) => exists(f.path)));
       if (finals.every(Boolean)) {
         // A finished capture: reuse it when it is what was asked for.
-        const w = new CaptureFileWriter(id, files, null, opts, true, true);
+        const w = new CaptureFileWriter(id, files, null, opts, true);
         for (const f of files) {
           const final = await validateDataFile(f, f.path, { complete: true });
           if (f === files[0]) w.restoreFinished(final);
@@ -285,20 +289,20 @@ export class CaptureFileWriter {
     }
 
     const log = await ProgressLog.open(sidecar, request);
-    const w = new CaptureFileWriter(id, files, log, opts, false, false);
+    const w = new CaptureFileWriter(id, files, log, opts, false);
     try {
       for (const line of log.entries) w.apply(line);
       log.entries = [];
       const anyDone = w.captured + w.skipped > 0;
       for (const f of files) {
-        if (await exists(f.partial)) {
+        if (!anyDone && !log.finishing) {
+          await createDataFile(f); // nothing recorded yet (perhaps killed while creating it): start it afresh
+        } else if (await exists(f.partial)) {
           await validateDataFile(f, f.partial, {});
           f.at = f.partial;
         } else if (log.finishing && (await exists(f.path))) {
           await validateDataFile(f, f.path, {});
           f.at = f.path;
-        } else if (!anyDone && !log.finishing) {
-          await createDataFile(f); // crashed while creating: nothing was captured yet
         } else {
           throw new CaptureFileError("RESUME_INVALID", f.partial,
             `is missing, but ${sidecar} records ${w.captured + w.skipped} rows written to it; nothing was changed. Start over (--overwrite)`);
@@ -306,11 +310,12 @@ export class CaptureFileWriter {
         f.fh = await open(f.at, "r+");
       }
       if (checkSpace) await checkFreeSpace(files, true);
+      await log.dropTornTail(); // only now that the resume is accepted
     } catch (err) {
       await w.close();
       throw err;
     }
-    (w as { resumed: boolean }).resumed = w.captured + w.skipped > 0;
+    w.resumedRows = w.captured + w.skipped > 0;
     return w;
   }
 
@@ -325,7 +330,7 @@ export class CaptureFileWriter {
     if (checkSpace) await checkFreeSpace(files, false);
     // Progress file first: data without it could not be resumed; it without data can.
     const log = await ProgressLog.create(sidecar, request);
-    const w = new CaptureFileWriter(id, files, log, opts, false, false);
+    const w = new CaptureFileWriter(id, files, log, opts, false);
     try {
       for (const f of files) {
         await createDataFile(f);

@@ -34,6 +34,8 @@ export class ProgressLog {
   /** Lines after the request, as read on open (empty for a new file). */
   entries: ProgressLine[] = [];
   finishing = false;
+  /** The file ends in a line whose append did not finish; see dropTornTail. */
+  private torn = false;
 
   private constructor(
     readonly path: string,
@@ -121,8 +123,16 @@ export class ProgressLog {
       else log.entries.push(line);
     }
     log.fh = await open(path, "r+");
-    if (torn !== "") await log.fh.truncate(log.size);
+    log.torn = torn !== "";
     return log;
+  }
+
+  /** Cuts off a torn last line (call once the resume is accepted; appends would follow it otherwise). */
+  async dropTornTail(): Promise<void> {
+    if (!this.torn) return;
+    await this.fh!.truncate(this.size);
+    await this.fh!.datasync();
+    this.torn = false;
   }
 
   /** " (120 of 2000 rows done)", best effort, for messages. */
