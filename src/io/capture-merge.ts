@@ -4,7 +4,7 @@
  * the same request.
  */
 import { randomBytes } from "node:crypto";
-import { open, rename, statfs, unlink } from "node:fs/promises";
+import { open, rename, statfs, unlink, type FileHandle } from "node:fs/promises";
 import { dirname, resolve } from "node:path";
 import { CaptureFileError } from "../errors";
 import { readFully, syncDir, writeAllAt } from "./fileio";
@@ -39,6 +39,22 @@ interface Input {
   id: CaptureIdentity;
   final: CaptureFinal;
   dataStart: number;
+}
+
+interface Piece {
+  file: Input;
+  position: number;
+  length: number;
+}
+
+/** The output's data in order (tensor by tensor, each input's rows), in pieces of at most `chunk` bytes. */
+function* piecesOf(sorted: Input[], tensors: number, chunk: number): Generator<Piece> {
+  for (let t = 0; t < tensors; t++) {
+    for (const f of sorted) {
+      const size = (f.id.rowEnd - f.id.rowStart) * f.id.width * 4;
+      for (let o = 0; o < size; o += chunk) yield { file: f, position: f.dataStart + t * size + o, length: Math.min(chunk, size - o) };
+    }
+  }
 }
 
 /**
@@ -138,28 +154,29 @@ export async function mergeCaptureFiles(inputs: readonly string[], out: string, 
 
   const tmp = `${out}.${process.pid}.${randomBytes(4).toString("hex")}.tmp`;
   const fh = await open(tmp, "w");
-  const buffer = new Uint8Array(chunkBytes);
+  const sources = new Map<string, FileHandle>();
   try {
-    let pos = 0;
-    await writeAllAt(fh, header, pos);
-    pos += header.length;
-    for (let t = 0; t < merged.layers.length; t++) {
-      for (const f of sorted) {
-        const size = (f.id.rowEnd - f.id.rowStart) * f.id.width * 4;
-        const src = await open(f.path, "r");
-        try {
-          for (let o = 0; o < size; o += buffer.length) {
-            const part = buffer.subarray(0, Math.min(buffer.length, size - o));
-            if ((await readFully(src, part, f.dataStart + t * size + o)) !== part.length) {
-              throw new CaptureFileError("MERGE_MISMATCH", f.path, "changed while merging (data cut short)", { field: "size" });
-            }
-            await writeAllAt(fh, part, pos);
-            pos += part.length;
-          }
-        } finally {
-          await src.close();
-        }
+    for (const f of sorted) if (!sources.has(f.path)) sources.set(f.path, await open(f.path, "r"));
+    await writeAllAt(fh, header, 0);
+    // Two buffers: the next piece is read while the current one is written.
+    const buffers = [new Uint8Array(chunkBytes), new Uint8Array(chunkBytes)];
+    const read = async (p: Piece, buffer: Uint8Array) => {
+      const part = buffer.subarray(0, p.length);
+      if ((await readFully(sources.get(p.file.path)!, part, p.position)) !== p.length) {
+        throw new CaptureFileError("MERGE_MISMATCH", p.file.path, "changed while merging (data cut short)", { field: "size" });
       }
+      return part;
+    };
+    const pieces = piecesOf(sorted, merged.layers.length, chunkBytes);
+    let pos = header.length;
+    let next = pieces.next();
+    let reading = next.done ? null : read(next.value, buffers[0]);
+    for (let i = 1; reading; i++) {
+      const part = await reading;
+      next = pieces.next();
+      reading = next.done ? null : read(next.value, buffers[i % 2]);
+      await writeAllAt(fh, part, pos);
+      pos += part.length;
     }
     await fh.datasync();
     await fh.close();
@@ -173,6 +190,8 @@ export async function mergeCaptureFiles(inputs: readonly string[], out: string, 
       throw new CaptureFileError("DISK_FULL", out, `disk full (${code}) while merging; nothing was written. Free some space and run the merge again`, { cause: err });
     }
     throw err;
+  } finally {
+    for (const s of sources.values()) await s.close().catch(() => undefined);
   }
   return { out, inputs: sorted.map((f) => f.path), rowStart, rowEnd, totalRows, complete, bytes };
 }
