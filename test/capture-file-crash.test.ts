@@ -156,6 +156,8 @@ describe("kill -9", () => {
       ["renamed", 1, {}],
       ["data-written", 2, { split: true }],
       ["headers-written", 1, { split: true }],
+      ["file-renamed", 1, { split: true }], // one file renamed, two still .partial
+      ["file-renamed", 2, { split: true }],
       ["renamed", 1, { split: true }],
     ])("killed at stage %s (#%d) %j, then resumed: byte-identical", async (stage, nth, extra: { split?: boolean }) => {
       const cfg = config(fresh("stage"), { ...extra, rows: 200 });

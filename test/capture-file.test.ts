@@ -159,6 +159,25 @@ describe("writing", () => {
     await captureError(w.writeRows(0, rows(0, 1)), "CAPTURE_CLOSED", "the capture writer was finished or closed");
   });
 
+  test("a chunk with skipped rows: captured rows fill the others in order, skipped ones are zeros, one progress record", async () => {
+    const out = fresh();
+    const w = await openCaptureFile({ out, layers: [0, 1], width: 2, rows: 8, fingerprint: "f", pool: "last", tokenCounts: true });
+    const cap = (k: number, base: number) => Float32Array.from({ length: 2 * k }, (_, i) => base + i);
+    await w.writeRows(0, [new Float32Array(8).fill(9), new Float32Array(8).fill(9)], { tokenCounts: [1, 1, 1, 1] }); // to be overwritten
+    await w.writeRows(0, [cap(3, 10), cap(3, 20)], { skipped: [0, 2, 3], tokenCounts: [5, 6, 7, 8, 9, 10] });
+    await w.writeRows(6, [new Float32Array(0), new Float32Array(0)], { skipped: [6, 7], tokenCounts: [11, 12] }); // all skipped
+    expect(w.progress).toMatchObject({ captured: 3, skipped: 5, complete: true });
+    await w.close();
+    const lines = (await readFile(`${out}.progress.json`, "utf8")).trim().split("\n").slice(1).map((l) => JSON.parse(l));
+    expect(lines[1]).toEqual({ rows: [0, 6], skipped: [0, 2, 3], tokens: [5, 6, 7, 8, 9, 10] });
+    const again = await openCaptureFile({ out, layers: [0, 1], width: 2, rows: 8, fingerprint: "f", pool: "last", tokenCounts: true, resume: true });
+    expect(again.progress).toMatchObject({ captured: 3, skipped: 5, complete: true });
+    await again.finish();
+    expect(Array.from(await readCaptureRows(out, 0))).toEqual([0, 0, 10, 11, 0, 0, 0, 0, 12, 13, 14, 15, 0, 0, 0, 0]);
+    expect(Array.from(await readCaptureRows(out, 1, [1, 2]))).toEqual([20, 21]);
+    expect(await readCaptureInfo(out)).toMatchObject({ skippedRows: [0, 2, 3, 6, 7], tokenCounts: [5, 6, 7, 8, 9, 10, 11, 12] });
+  });
+
   test("bad chunks and options are typed errors that leave the writer usable", async () => {
     const out = fresh();
     const w = await openCaptureFile({ out, layers: [0, 1], width: 4, rows: 10, fingerprint: "f", pool: "last", tokenCounts: true });
@@ -173,6 +192,10 @@ describe("writing", () => {
     await expect(w.writeRows(0, two(2), { tokenCounts: [1] })).rejects.toThrow("writeRows: tokenCounts has 1 values for 2 rows");
     await expect(w.writeRows(0, two(1), { tokenCounts: [-1] })).rejects.toThrow("writeRows: token counts must be integers in 0-2147483647, got -1");
     await expect(w.markSkipped([3.5])).rejects.toThrow("markSkipped: row 3.5 is outside this file's rows [0, 10)");
+    await expect(w.writeRows(0, two(2), { skipped: [3], tokenCounts: [1, 1, 1] })).rejects.toThrow("writeRows: skipped must be increasing row numbers inside the chunk's rows 0-2, got 3");
+    await expect(w.writeRows(0, two(1), { skipped: [1, 1], tokenCounts: [1, 1, 1] })).rejects.toThrow("got 1");
+    await expect(w.writeRows(8, two(1), { skipped: [9, 10], tokenCounts: [1, 1, 1] })).rejects.toThrow("writeRows: rows 8-10 run past this file's rows [0, 10)");
+    await expect(w.writeRows(0, two(1), { skipped: [1], tokenCounts: [1] })).rejects.toThrow("writeRows: tokenCounts has 1 values for 2 rows");
     await w.writeRows(0, two(10), { tokenCounts: new Int32Array(10).fill(3) });
     await expect(w.finish({ "bad key": "x" })).rejects.toThrow('finalMetadata key "bad key" must match');
     await expect(w.finish({ skipped_rows: "x" })).rejects.toThrow('finalMetadata key "skipped_rows" is reserved for the capture file itself');

@@ -7,8 +7,8 @@
  *   (metadata `status: "incomplete"`); rows land at their offsets as chunks arrive. Split-layers
  *   mode writes `acts.layer-<l>.safetensors.partial`, one per layer, instead.
  * - `acts.safetensors.progress.json`: the progress file (JSON lines, append-only): the request on
- *   the first line, then one line per completed chunk (`{"rows":[first,count],"tokens":[...]}`,
- *   `{"skipped":[...]}`). Each line is appended and fsynced only after the chunk's data is fsynced,
+ *   the first line, then one line per completed chunk (`{"rows":[first,count],"skipped":[...],
+ *   "tokens":[...]}`). Each line is appended and fsynced only after the chunk's data is fsynced,
  *   so a line never claims rows that are not on disk; a torn last line is ignored on resume.
  *
  * finish() rewrites the header in place with the final metadata (skipped rows, token counts, the
@@ -34,7 +34,7 @@ import {
   progressPath, reservedHeaderLength, shardRange, validateLayers,
   type CaptureIdentity, type CaptureLayer,
 } from "./capture-layout";
-import { ProgressLog, type ProgressRequest } from "./capture-progress";
+import { ProgressLog, type ProgressLine, type ProgressRequest } from "./capture-progress";
 
 export {
   CAPTURE_FORMAT, FINAL_METADATA_RESERVE, layerFilePath, parseShard, partialPath, progressPath, shardRange, tensorName,
@@ -85,7 +85,7 @@ export interface CaptureFileOptions {
 /** @internal */
 export interface CaptureFileHooks {
   beforeWrite?: (path: string, position: number, length: number) => void | Promise<void>;
-  stage?: (stage: "created" | "data-written" | "progress-written" | "headers-written" | "renamed") => void | Promise<void>;
+  stage?: (stage: "created" | "data-written" | "progress-written" | "headers-written" | "file-renamed" | "renamed") => void | Promise<void>;
 }
 
 /** Where a capture stands. Row numbers are global (input rows). */
@@ -187,8 +187,10 @@ export function openCaptureFile(options: CaptureFileOptions): Promise<CaptureFil
  * ```ts
  * const w = await openCaptureFile({ out, layers, width, rows: N, fingerprint, pool, resume: true });
  * for (const [a, b] of w.missingRanges()) for (let r = a; r < b; r += chunk) {
- *   const acts = await model.capture(texts.slice(r, Math.min(b, r + chunk)), { layers, pool });
- *   await w.writeRows(r, layers.map((l) => acts.layer(l)), { tokenCounts: acts.tokenCounts });
+ *   const rows = range(r, Math.min(b, r + chunk));
+ *   const skipped = rows.filter((i) => tooLong(i));            // e.g. texts over the context
+ *   const acts = await model.capture(rows.filter((i) => !tooLong(i)).map((i) => texts[i]), { layers, pool });
+ *   await w.writeRows(r, layers.map((l) => acts.layer(l)), { skipped, tokenCounts: rows.map(tokensOf) });
  * }
  * await w.finish();
  * ```
@@ -219,6 +221,7 @@ export class CaptureFileWriter {
   private chain: Promise<unknown> = Promise.resolve();
   private closed = false;
   private resumedRows = false;
+  private zeros: Uint8Array | null = null;
 
   private constructor(
     private readonly id: CaptureIdentity,
@@ -378,26 +381,69 @@ export class CaptureFileWriter {
   }
 
   /**
-   * Writes rows firstRow..firstRow+count-1 (global numbers) of every layer: `perLayer[i]` holds
-   * count x width floats of `layers[i]`, row-major. Rows already written are overwritten. When the
-   * promise resolves the rows are on disk and recorded (fsynced unless `sync: false`).
+   * Writes one chunk: rows firstRow.. (global numbers) of every layer. `perLayer[i]` holds the
+   * chunk's captured rows of `layers[i]` (n x width floats, row-major). With `skipped` (sorted row
+   * numbers inside the chunk, e.g. texts longer than the context), the chunk spans n +
+   * skipped.length rows: the captured rows fill the others in order, skipped rows are set to zeros
+   * and listed in the header's `skipped_rows`. `tokenCounts` has one count per row of the chunk
+   * (skipped ones included). The chunk is recorded as one unit, so a resumed run restarts at a
+   * chunk boundary (and, with chunks of fixed size from the same start, captures the same batches).
+   * Rows already written are overwritten. When the promise resolves the rows are on disk and
+   * recorded (fsynced unless `sync: false`).
    *
    * @throws TypeError/RangeError for a malformed chunk (wrong layer count, width, rows outside the
-   *   file's range, missing token counts).
+   *   file's range, skipped rows outside the chunk, missing token counts).
    * @throws CaptureFileError `DISK_FULL` (nothing recorded; the writer stays usable: retry after
    *   freeing space, or resume later), `CAPTURE_CLOSED` after finish()/close().
    */
-  async writeRows(firstRow: number, perLayer: readonly Float32Array[], options: { tokenCounts?: ArrayLike<number> } = {}): Promise<void> {
-    const count = this.checkChunk(firstRow, perLayer);
-    const tokens = this.checkTokens(options.tokenCounts, count, "writeRows");
+  async writeRows(
+    firstRow: number,
+    perLayer: readonly Float32Array[],
+    options: { tokenCounts?: ArrayLike<number>; skipped?: readonly number[] } = {},
+  ): Promise<void> {
+    const captured = this.checkChunk(firstRow, perLayer, options.skipped?.length ?? 0);
+    const skipped = options.skipped ?? [];
+    const total = captured + skipped.length;
+    skipped.forEach((r, k) => {
+      if (!Number.isSafeInteger(r) || r < firstRow || r >= firstRow + total || (k > 0 && r <= skipped[k - 1])) {
+        throw new RangeError(`writeRows: skipped must be increasing row numbers inside the chunk's rows ${firstRow}-${firstRow + total - 1}, got ${r}`);
+      }
+    });
+    const tokens = this.checkTokens(options.tokenCounts, total, "writeRows");
+    const what = `rows ${firstRow}-${firstRow + total - 1}`;
     return this.enqueue(async () => {
-      const offset = (firstRow - this.rowStart) * this.width * 4;
+      // Runs of captured rows between skipped ones: [chunk row, source row, length, skipped?].
+      const runs: [number, number, number, boolean][] = [];
+      let src = 0;
+      for (let r = 0, k = 0; r < total; ) {
+        const isSkipped = k < skipped.length && skipped[k] === firstRow + r;
+        let e = r + 1;
+        if (isSkipped) {
+          for (k++; k < skipped.length && skipped[k] === firstRow + e; k++) e++;
+        } else {
+          while (e < total && !(k < skipped.length && skipped[k] === firstRow + e)) e++;
+        }
+        runs.push([r, src, e - r, isSkipped]);
+        if (!isSkipped) src += e - r;
+        r = e;
+      }
+      const rowBytes = this.width * 4;
       for (let i = 0; i < perLayer.length; i++) {
         const a = perLayer[i];
-        const bytes = little(new Uint8Array(a.buffer, a.byteOffset, a.byteLength));
-        await this.writeTensorBytes(i, offset, bytes, `rows ${firstRow}-${firstRow + count - 1}`);
+        for (const [r, from, n, isSkipped] of runs) {
+          const offset = (firstRow - this.rowStart + r) * rowBytes;
+          if (isSkipped) {
+            await this.writeZeros(i, offset, n * rowBytes, what);
+          } else {
+            const bytes = new Uint8Array(a.buffer, a.byteOffset + from * rowBytes, n * rowBytes);
+            await this.writeTensorBytes(i, offset, little(bytes), what);
+          }
+        }
       }
-      await this.commit({ rows: [firstRow, count], ...(tokens ? { tokens } : {}) }, `rows ${firstRow}-${firstRow + count - 1}`);
+      const line: ProgressLine = { rows: [firstRow, total] };
+      if (skipped.length > 0) line.skipped = skipped.slice();
+      if (tokens) line.tokens = tokens;
+      await this.commit(line, what);
     });
   }
 
@@ -413,17 +459,11 @@ export class CaptureFileWriter {
     if (rows.length === 0) return;
     return this.enqueue(async () => {
       const sorted = [...new Set(rows)].sort((a, b) => a - b);
-      const zeros = new Uint8Array(Math.min(ZERO_CHUNK, sorted.length * this.width * 4));
       for (let k = 0; k < sorted.length; ) {
         let end = k + 1;
         while (end < sorted.length && sorted[end] === sorted[end - 1] + 1) end++;
-        const bytes = (end - k) * this.width * 4;
-        const base = (sorted[k] - this.rowStart) * this.width * 4;
-        for (let i = 0; i < this.layers.length; i++) {
-          for (let o = 0; o < bytes; o += zeros.length) {
-            await this.writeTensorBytes(i, base + o, zeros.subarray(0, Math.min(zeros.length, bytes - o)), `skipped rows from ${sorted[k]}`);
-          }
-        }
+        const offset = (sorted[k] - this.rowStart) * this.width * 4;
+        for (let i = 0; i < this.layers.length; i++) await this.writeZeros(i, offset, (end - k) * this.width * 4, `skipped rows from ${sorted[k]}`);
         k = end;
       }
       await this.commit({ skipped: rows.slice(), ...(tokens ? { tokens } : {}) }, `skipped rows`);
@@ -463,14 +503,19 @@ export class CaptureFileWriter {
       if (!this.log!.finishing) await this.log!.append({ finishing: true }, this.opts.sync);
       for (let i = 0; i < this.data.length; i++) {
         const f = this.data[i];
-        await this.guardDiskFull(f.at, "the final header", () => writeAllAt(f.fh!, headers[i], 0));
-        await f.fh!.datasync();
-        await f.fh!.close();
+        const fh = f.fh ?? (await open(f.at, "r+")); // a retried finish() may find it closed
+        f.fh = fh;
+        await this.guardDiskFull(f.at, "the final header", () => writeAllAt(fh, headers[i], 0));
+        await fh.datasync();
+        await fh.close();
         f.fh = null;
       }
       await this.opts.hooks.stage?.("headers-written");
       for (const f of this.data) {
-        if (f.at !== f.path) await rename(f.at, f.path);
+        if (f.at !== f.path) {
+          await rename(f.at, f.path);
+          await this.opts.hooks.stage?.("file-renamed");
+        }
         f.at = f.path;
       }
       await syncDir(dirname(this.data[0].path));
@@ -532,7 +577,8 @@ export class CaptureFileWriter {
     }
   }
 
-  private checkChunk(firstRow: number, perLayer: readonly Float32Array[]): number {
+  /** Validates a chunk; returns its captured row count. */
+  private checkChunk(firstRow: number, perLayer: readonly Float32Array[], skipped: number): number {
     this.checkOpen();
     this.checkRow(firstRow, "writeRows");
     if (!Array.isArray(perLayer) || perLayer.length !== this.layers.length) {
@@ -541,14 +587,14 @@ export class CaptureFileWriter {
     let count = -1;
     perLayer.forEach((a, i) => {
       if (!(a instanceof Float32Array)) throw new TypeError(`writeRows: perLayer[${i}] must be a Float32Array`);
-      if (a.length === 0 || a.length % this.width !== 0) {
+      if ((a.length === 0 && skipped === 0) || a.length % this.width !== 0) {
         throw new RangeError(`writeRows: perLayer[${i}] has ${a.length} floats, not a positive multiple of the width ${this.width}`);
       }
       if (count === -1) count = a.length / this.width;
       if (a.length / this.width !== count) throw new RangeError(`writeRows: perLayer[${i}] has ${a.length / this.width} rows, perLayer[0] ${count}`);
     });
-    if (firstRow + count > this.rowEnd) {
-      throw new RangeError(`writeRows: rows ${firstRow}-${firstRow + count - 1} run past this file's rows [${this.rowStart}, ${this.rowEnd})`);
+    if (firstRow + count + skipped > this.rowEnd) {
+      throw new RangeError(`writeRows: rows ${firstRow}-${firstRow + count + skipped - 1} run past this file's rows [${this.rowStart}, ${this.rowEnd})`);
     }
     return count;
   }
@@ -565,6 +611,13 @@ export class CaptureFileWriter {
       if (!Number.isSafeInteger(n) || n < 0 || n > MAX_TOKEN_COUNT) throw new RangeError(`${what}: token counts must be integers in 0-${MAX_TOKEN_COUNT}, got ${n}`);
     }
     return out;
+  }
+
+  private async writeZeros(layerIndex: number, offset: number, length: number, what: string): Promise<void> {
+    const zeros = this.zeros ??= new Uint8Array(ZERO_CHUNK);
+    for (let o = 0; o < length; o += zeros.length) {
+      await this.writeTensorBytes(layerIndex, offset + o, zeros.subarray(0, Math.min(zeros.length, length - o)), what);
+    }
   }
 
   private async writeTensorBytes(layerIndex: number, offset: number, bytes: Uint8Array, what: string): Promise<void> {
@@ -590,7 +643,7 @@ export class CaptureFileWriter {
   }
 
   /** Data first (fsynced), then the progress line that claims it. */
-  private async commit(line: { rows?: [number, number]; skipped?: number[]; tokens?: number[] }, what: string): Promise<void> {
+  private async commit(line: ProgressLine, what: string): Promise<void> {
     if (this.opts.sync) for (const f of this.data) await f.fh!.datasync();
     await this.opts.hooks.stage?.("data-written");
     await this.guardDiskFull(this.progressFile, `the progress of ${what}`, () => this.log!.append(line, this.opts.sync));
@@ -598,7 +651,7 @@ export class CaptureFileWriter {
     await this.opts.hooks.stage?.("progress-written");
   }
 
-  private apply(line: { rows?: [number, number]; skipped?: number[]; tokens?: number[] }): void {
+  private apply(line: ProgressLine): void {
     const set = (r: number, s: number, tokens: number | undefined) => {
       const i = r - this.rowStart;
       const old = this.state[i];
@@ -609,8 +662,16 @@ export class CaptureFileWriter {
       else this.skipped++;
       if (this.tokens && tokens !== undefined) this.tokens[i] = tokens;
     };
-    if (line.rows) for (let k = 0; k < line.rows[1]; k++) set(line.rows[0] + k, CAPTURED, line.tokens?.[k]);
-    if (line.skipped) line.skipped.forEach((r, k) => set(r, SKIPPED, line.tokens?.[k]));
+    if (line.rows) {
+      // A chunk: its rows in order, the listed ones skipped; tokens cover every row of it.
+      const skipped = new Set(line.skipped ?? []);
+      for (let k = 0; k < line.rows[1]; k++) {
+        const r = line.rows[0] + k;
+        set(r, skipped.has(r) ? SKIPPED : CAPTURED, line.tokens?.[k]);
+      }
+    } else if (line.skipped) {
+      line.skipped.forEach((r, k) => set(r, SKIPPED, line.tokens?.[k]));
+    }
   }
 
   private restoreFinished(final: { skippedRows: number[]; tokenCounts: ArrayLike<number> | null }): void {

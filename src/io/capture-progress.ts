@@ -1,8 +1,10 @@
 /**
  * The progress (sidecar) file of a capture: JSON lines, append-only. The first line holds the
  * request; each further line records a chunk whose data is already on disk:
- *   {"rows":[first,count],"tokens":[...]}   rows captured (global numbers; tokens when recorded)
- *   {"skipped":[r,...],"tokens":[...]}       rows skipped
+ *   {"rows":[first,count],"skipped":[...],"tokens":[...]}   a chunk: rows first..first+count-1
+ *                                            (global numbers), the listed ones skipped, the others
+ *                                            captured; tokens (when recorded) for every row
+ *   {"skipped":[r,...],"tokens":[...]}       rows skipped on their own
  *   {"finishing":true}                        finish() began: files may already carry final names
  * A line is appended (and fsynced) only after its data is fsynced. A torn last line (a crash while
  * appending) is ignored and cut off on resume; a failed append is cut off at once.
@@ -110,13 +112,14 @@ export class ProgressLog {
         throw invalid(`line ${i + 1} is corrupt`);
       }
       const n = line?.rows ? line.rows[1] : line?.skipped?.length;
+      const chunk = Array.isArray(line?.rows) && line.rows.length === 2 && inRange(line.rows[0]) && Number.isSafeInteger(line.rows[1]) &&
+        line.rows[1] > 0 && line.rows[0] + line.rows[1] <= id.rowEnd;
+      const skippedOk = line?.skipped === undefined || (Array.isArray(line.skipped) && line.skipped.every(inRange) &&
+        (!chunk || line.skipped.every((r) => r >= line.rows![0] && r < line.rows![0] + line.rows![1])));
       const ok =
         line !== null &&
         typeof line === "object" &&
-        (line.finishing === true ||
-          (Array.isArray(line.rows) && line.rows.length === 2 && inRange(line.rows[0]) && Number.isSafeInteger(line.rows[1]) &&
-            line.rows[1] > 0 && line.rows[0] + line.rows[1] <= id.rowEnd) ||
-          (Array.isArray(line.skipped) && line.skipped.every(inRange))) &&
+        (line.finishing === true || ((chunk || line.skipped !== undefined) && skippedOk)) &&
         (line.tokens === undefined ? !id.tokenCounts || line.finishing === true : Array.isArray(line.tokens) && line.tokens.length === n);
       if (!ok) throw invalid(`line ${i + 1} is not a valid progress record`);
       if (line.finishing) log.finishing = true;
