@@ -25,7 +25,7 @@ export {
   openCaptureFile, CaptureFileWriter, digestFile, mergeCaptureFiles, readCaptureInfo, readCaptureRows, CaptureReader,
   shardRange, parseShard, layerFilePath, progressPath, CAPTURE_FORMAT, FINAL_METADATA_RESERVE,
 } from "./io/capture-file";
-export type { CaptureFileOptions, CaptureProgress, CaptureFileSummary, CaptureInfo, CaptureLayer, MergeOptions, MergeResult } from "./io/capture-file";
+export type { CaptureFileOptions, CaptureFileProgress, CaptureFileSummary, CaptureInfo, CaptureLayer, MergeOptions, MergeResult } from "./io/capture-file";
 export { readJsonl, readTextRecords } from "./io/jsonl";
 export * from "./probe/index";
 export { Guard, DEFAULT_REFUSAL, DEFAULT_SAFETY_SYSTEM_PROMPT } from "./guard";

@@ -11,7 +11,7 @@ import {
   readCaptureRows, shardRange, FINAL_METADATA_RESERVE, type CaptureFileOptions,
 } from "../src/io/capture-file";
 import { rangeJsonLength } from "../src/io/capture-layout";
-import { readSafetensors, writeSafetensors } from "../src/safetensors";
+import { readSafetensors, writeSafetensors } from "../src/io/safetensors";
 
 // eslint-disable-next-line @typescript-eslint/no-var-requires
 const synth = require("./fixtures/capture-synthetic.js") as {

@@ -89,7 +89,7 @@ export interface CaptureFileHooks {
 }
 
 /** Where a capture stands. Row numbers are global (input rows). */
-export interface CaptureProgress {
+export interface CaptureFileProgress {
   rowStart: number;
   rowEnd: number;
   /** rowEnd - rowStart. */
@@ -349,7 +349,7 @@ export class CaptureFileWriter {
   }
 
   /** Rows done, the next row to capture, whether all are done. */
-  get progress(): CaptureProgress {
+  get progress(): CaptureFileProgress {
     const rows = this.rowEnd - this.rowStart;
     while (this.cursor < rows && this.state[this.cursor] !== MISSING) this.cursor++;
     return {
