@@ -21,7 +21,19 @@ export type SafetyLensErrorCode =
   | "DATA_FORMAT"
   | "FILE_FORMAT"
   | "PROBE_INVALID"
-  | "PROBE_MODEL_MISMATCH";
+  | "PROBE_MODEL_MISMATCH"
+  | CaptureFileErrorCode;
+
+/** Codes of {@link CaptureFileError}. */
+export type CaptureFileErrorCode =
+  | "RESUME_MISMATCH"
+  | "RESUME_INVALID"
+  | "CAPTURE_IN_PROGRESS"
+  | "CAPTURE_INCOMPLETE"
+  | "CAPTURE_CLOSED"
+  | "MERGE_MISMATCH"
+  | "MERGE_RANGES"
+  | "DISK_FULL";
 
 export class SafetyLensError extends Error {
   readonly code: SafetyLensErrorCode;
@@ -97,3 +109,28 @@ export class ModelFileError extends SafetyLensError {
 /** The earlier name of {@link ModelFileError}, kept so `instanceof ProbeFileError` goes on working. */
 export const ProbeFileError = ModelFileError;
 export type ProbeFileError = ModelFileError;
+
+/**
+ * A capture output file (see src/io/capture-file.ts) cannot be resumed, finished or merged, or the
+ * disk filled up. Codes:
+ * - `RESUME_MISMATCH`: the capture in progress (or the finished file) was made with another
+ *   request; `field` names what differs (model_fingerprint, layers, pool, ...). Nothing was changed.
+ * - `RESUME_INVALID`: the partial file or progress file is not what a capture leaves (not
+ *   safetensors, truncated, a progress file without its data file ...). Nothing was changed.
+ * - `CAPTURE_IN_PROGRESS`: a new capture would overwrite an unfinished one; resume it or overwrite.
+ * - `CAPTURE_INCOMPLETE`: finish() while rows are still missing.
+ * - `CAPTURE_CLOSED`: the writer was finished or closed.
+ * - `MERGE_MISMATCH`: merge inputs disagree; `field` names what differs.
+ * - `MERGE_RANGES`: merge inputs overlap, leave a gap, or do not cover all rows.
+ * - `DISK_FULL`: ENOSPC/EDQUOT; the rows completed so far are kept and a resumed run continues.
+ */
+export class CaptureFileError extends SafetyLensError {
+  readonly file: string;
+  /** The header or request field that differs, for the mismatch codes. */
+  readonly field: string | null;
+  constructor(code: CaptureFileErrorCode, file: string, detail: string, options?: { field?: string; cause?: unknown }) {
+    super(code, `${file}: ${detail}`, { cause: options?.cause });
+    this.file = file;
+    this.field = options?.field ?? null;
+  }
+}

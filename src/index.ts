@@ -21,6 +21,11 @@ export type { GpuOption } from "./core/native";
 export { physicalCoreCount } from "./core/native";
 export * from "./errors";
 export { writeSafetensors, readSafetensors } from "./io/safetensors";
+export {
+  openCaptureFile, CaptureFileWriter, digestFile, mergeCaptureFiles, readCaptureInfo, readCaptureRows, CaptureReader,
+  shardRange, parseShard, layerFilePath, progressPath, CAPTURE_FORMAT, FINAL_METADATA_RESERVE,
+} from "./io/capture-file";
+export type { CaptureFileOptions, CaptureFileProgress, CaptureFileSummary, CaptureInfo, CaptureLayer, MergeOptions, MergeResult } from "./io/capture-file";
 export { readJsonl, readTextRecords } from "./io/jsonl";
 export * from "./probe/index";
 export { Guard, DEFAULT_REFUSAL, DEFAULT_SAFETY_SYSTEM_PROMPT } from "./guard";

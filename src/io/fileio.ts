@@ -13,6 +13,30 @@ export async function writeAll(fh: FileHandle, bytes: Uint8Array): Promise<void>
   }
 }
 
+/** Writes all of `bytes` at file offset `position` (the handle's own position is not used). */
+export async function writeAllAt(fh: FileHandle, bytes: Uint8Array, position: number): Promise<void> {
+  for (let done = 0; done < bytes.length; ) {
+    const { bytesWritten } = await fh.write(bytes, done, bytes.length - done, position + done);
+    done += bytesWritten;
+  }
+}
+
+/**
+ * fsyncs a folder so that a file created, renamed or removed in it survives a crash. Best effort:
+ * some platforms (Windows) cannot open folders for syncing, which is ignored.
+ */
+export async function syncDir(dir: string): Promise<void> {
+  let fh: FileHandle | undefined;
+  try {
+    fh = await open(dir, "r");
+    await fh.sync();
+  } catch {
+    // not supported here (EISDIR/EPERM/EINVAL on some platforms)
+  } finally {
+    await fh?.close().catch(() => undefined);
+  }
+}
+
 /** Reads into `dst` from `position` until it is full or the file ends; returns the bytes read. */
 export async function readFully(fh: FileHandle, dst: Uint8Array, position: number): Promise<number> {
   let done = 0;
