@@ -90,6 +90,7 @@ Napi::Value AddonModel::Info(const Napi::CallbackInfo& info) {
   const char* tmpl = L.llama_model_chat_template(model, nullptr);
   o.Set("chatTemplate", tmpl ? Napi::Value(Napi::String::New(env, tmpl)) : env.Null());
   llama_token bos = L.llama_vocab_bos(vocab), eos = L.llama_vocab_eos(vocab), eot = L.llama_vocab_eot(vocab);
+  o.Set("bosId", bos >= 0 ? Napi::Value(Napi::Number::New(env, bos)) : env.Null());
   o.Set("bosToken", bos >= 0 ? Napi::Value(Napi::String::New(env, LlamaTokenPiece(vocab, bos, true))) : env.Null());
   o.Set("eosToken", eos >= 0 ? Napi::Value(Napi::String::New(env, LlamaTokenPiece(vocab, eos, true))) : env.Null());
   o.Set("eotToken", eot >= 0 ? Napi::Value(Napi::String::New(env, LlamaTokenPiece(vocab, eot, true))) : env.Null());

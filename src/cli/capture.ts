@@ -1,75 +1,83 @@
-/** `safety-lens capture`: a JSONL file's texts into a safetensors file of hidden states. */
+/**
+ * `safety-lens capture`: a JSONL file's texts into a safetensors file of hidden states,
+ * written chunk by chunk (memory bounded by the chunk), resumable (--resume), shardable
+ * (--shard i/n), one file per layer on request (--split-layers).
+ */
 import * as path from "node:path";
 import { parseArgs } from "node:util";
 
 import type { LayerSpec } from "../core/activations";
+import type { CaptureToFileReport, OnLong } from "../core/corpus";
 import { loadModel, type Model } from "../core/model";
 import { readTextRecords } from "../io/jsonl";
-import { writeSafetensors } from "../io/safetensors";
 import { ProgressBar } from "./progress";
-import { common, modelOptions, parseLayers, print, UsageError } from "./util";
+import { common, intOption, modelOptions, parseLayers, print, UsageError } from "./util";
 
-export interface CaptureFileResult {
-  out: string;
-  rows: number;
+export interface CaptureFileResult extends CaptureToFileReport {
   layers: LayerSpec[];
   nEmbd: number;
   pool: string;
   chat: boolean;
-  tokens: number;
-  seconds: number;
   tokensPerSec: number;
   fingerprint: string;
 }
 
-/** Captures a JSONL file's texts into a safetensors file (shared by `capture` and `demo`). */
+/** Captures a JSONL file's texts into a file (shared by `capture` and `demo`). */
 export async function captureFile(
   model: Model,
-  opts: { input: string; field?: string; layers: LayerSpec[]; pool: "last" | "mean"; chat: boolean; out: string; quiet?: boolean },
-): Promise<CaptureFileResult & { ids: string[]; data: Map<LayerSpec, Float32Array> }> {
-  const { ids, texts } = await readTextRecords(opts.input, { field: opts.field ?? "text" });
+  opts: {
+    input: string;
+    field?: string;
+    layers: LayerSpec[];
+    pool: "last" | "mean";
+    chat: boolean;
+    out: string;
+    quiet?: boolean;
+    resume?: boolean;
+    overwrite?: boolean;
+    shard?: string;
+    splitLayers?: boolean;
+    onLong?: OnLong;
+    chunkRows?: number;
+    lossyUtf8?: boolean;
+  },
+): Promise<CaptureFileResult> {
+  const { ids, texts } = await readTextRecords(opts.input, { field: opts.field ?? "text", lossyUtf8: opts.lossyUtf8 });
   if (texts.length === 0) throw new UsageError(`${opts.input} has no records`);
   const bar = new ProgressBar("capture");
-  const t0 = performance.now();
-  const acts = await model.capture(texts, {
+  const r = await model.captureToFile(texts, {
+    out: opts.out,
     layers: opts.layers,
     pool: opts.pool,
     chat: opts.chat,
-    onProgress: opts.quiet ? undefined : (p) => bar.update(p.textsDone, p.texts, `texts, ${p.tokensDone} tokens`),
-  });
-  const seconds = (performance.now() - t0) / 1000;
-  if (!opts.quiet) bar.done();
-  const tokens = acts.tokenCounts.reduce((a, b) => a + b, 0);
-  await writeSafetensors(
-    opts.out,
-    opts.layers.map((l) => ({ name: `layer.${l}`, shape: [acts.rows, acts.nEmbd], data: acts.layer(l) })),
-    {
-      format: "safety-lens.activations/1",
-      model_fingerprint: model.info.fingerprint,
-      model_path: model.info.path,
-      model_arch: model.info.arch,
-      layers: JSON.stringify(opts.layers),
-      pool: opts.pool,
-      chat: String(opts.chat),
-      source: path.resolve(opts.input),
-      row_ids: JSON.stringify(ids),
-      token_counts: JSON.stringify(Array.from(acts.tokenCounts)),
-    },
-  );
-  const data = new Map<LayerSpec, Float32Array>(opts.layers.map((l) => [l, acts.layer(l)]));
-  return {
-    out: path.resolve(opts.out),
-    rows: acts.rows,
-    layers: opts.layers,
-    nEmbd: acts.nEmbd,
-    pool: opts.pool,
-    chat: opts.chat,
-    tokens,
-    seconds,
-    tokensPerSec: tokens / seconds,
-    fingerprint: model.info.fingerprint,
     ids,
-    data,
+    sourceFile: opts.input,
+    metadata: { source: path.resolve(opts.input) },
+    resume: opts.resume,
+    overwrite: opts.overwrite,
+    shard: opts.shard,
+    splitLayers: opts.splitLayers,
+    onLong: opts.onLong,
+    chunkRows: opts.chunkRows,
+    onProgress: opts.quiet
+      ? undefined
+      : (p) =>
+          bar.update(
+            p.rowsDone,
+            p.rows,
+            `rows, ${Math.round(p.rowsPerSec)} rows/s, ${Math.round(p.tokensPerSec)} tokens/s, ETA ${Number.isFinite(p.etaSec) ? `${Math.round(p.etaSec)} s` : "?"}`,
+          ),
+  });
+  if (!opts.quiet) bar.done();
+  return {
+    ...r,
+    out: path.resolve(r.out),
+    layers: opts.layers,
+    nEmbd: model.info.nEmbd,
+    pool: opts.pool,
+    chat: opts.chat,
+    tokensPerSec: r.seconds > 0 ? r.tokens / r.seconds : 0,
+    fingerprint: model.info.fingerprint,
   };
 }
 
@@ -84,17 +92,27 @@ export async function cmdCapture(argv: string[]): Promise<void> {
       chat: { type: "boolean", default: false },
       field: { type: "string", default: "text" },
       out: { type: "string" },
+      resume: { type: "boolean", default: false },
+      overwrite: { type: "boolean", default: false },
+      shard: { type: "string" },
+      "split-layers": { type: "boolean", default: false },
+      "on-long": { type: "string", default: "skip" },
+      "chunk-rows": { type: "string" },
+      "lossy-utf8": { type: "boolean", default: false },
     },
     strict: true,
   });
   if (!values.input) throw new UsageError("capture needs --input FILE.jsonl");
   if (!values.layers) throw new UsageError("capture needs --layers, e.g. --layers 4,12,final");
   if (values.pool !== "last" && values.pool !== "mean") throw new UsageError(`--pool must be last or mean, got ${JSON.stringify(values.pool)}`);
+  const onLong = values["on-long"];
+  if (onLong !== "skip" && onLong !== "truncate" && onLong !== "error") throw new UsageError(`--on-long must be skip, truncate or error, got ${JSON.stringify(onLong)}`);
+  if (values.resume && values.overwrite) throw new UsageError("--resume and --overwrite cannot both be given");
   const out = values.out ?? values.input.replace(/\.jsonl?$/i, "") + ".safetensors";
   const model = await loadModel(modelOptions(values));
   try {
     const layers = parseLayers(values.layers, model.info.nLayer);
-    const { ids: _ids, data: _data, ...r } = await captureFile(model, {
+    const r = await captureFile(model, {
       input: values.input,
       field: values.field,
       layers,
@@ -102,11 +120,19 @@ export async function cmdCapture(argv: string[]): Promise<void> {
       chat: values.chat,
       out,
       quiet: values.json,
+      resume: values.resume,
+      overwrite: values.overwrite,
+      shard: values.shard,
+      splitLayers: values["split-layers"],
+      onLong,
+      chunkRows: intOption(values["chunk-rows"], "chunk-rows"),
+      lossyUtf8: values["lossy-utf8"],
     });
     print(
       values.json,
       r,
-      `wrote ${r.out}: ${r.layers.length} tensors [${r.rows}, ${r.nEmbd}] (${r.layers.map((l) => `layer.${l}`).join(", ")}), ` +
+      `wrote ${r.files.join(", ")}: ${r.layers.length} tensors [${r.rows}, ${r.nEmbd}] (${r.layers.map((l) => `layer.${l}`).join(", ")}), rows ${r.rowStart}-${r.rowEnd - 1}` +
+        `${r.skipped ? `, ${r.skipped} skipped (longer than the context)` : ""}${r.truncated ? `, ${r.truncated} truncated` : ""}${r.resumed ? ", resumed" : ""}; ` +
         `${r.tokens} tokens in ${r.seconds.toFixed(2)} s (${Math.round(r.tokensPerSec)} tokens/s)`,
     );
   } finally {

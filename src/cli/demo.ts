@@ -66,7 +66,7 @@ export async function runDemo(opts: LoadModelOptions & { json?: boolean; input?:
 
     // 1. capture
     const layers: LayerSpec[] = [...Array.from({ length: model.info.nLayer }, (_, i) => i), "final"];
-    const cap = await captureFile(model, { input, layers, pool: "last", chat: true, out: path.join(outDir, "activations.safetensors"), quiet: true });
+    const cap = await captureFile(model, { input, layers, pool: "last", chat: true, out: path.join(outDir, "activations.safetensors"), quiet: true, overwrite: true });
     say(`\n1. captured ${layers.length} layers x ${cap.rows} prompts (${cap.tokens} tokens, ${Math.round(cap.tokensPerSec)} tokens/s) -> ${cap.out}`);
 
     // 2. sweep

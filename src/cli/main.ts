@@ -59,6 +59,9 @@ export async function main(argv: string[]): Promise<number> {
       case "capture":
         await (await import("./capture")).cmdCapture(rest);
         break;
+      case "merge":
+        await (await import("./merge")).cmdMerge(rest);
+        break;
       case "generate":
         await (await import("./generate")).cmdGenerate(rest);
         break;
@@ -115,7 +118,9 @@ export async function main(argv: string[]): Promise<number> {
       return 2;
     }
     if (e instanceof SafetyLensError || e instanceof TypeError || e instanceof RangeError || err.code === "ENOENT") {
-      process.stderr.write(`safety-lens: ${err.name}: ${err.message}\n`);
+      // the code after the message: scripts can match it, and the message reads first
+      const code = e instanceof SafetyLensError ? ` (code ${e.code})` : "";
+      process.stderr.write(`safety-lens: ${err.name}: ${err.message}${code}\n`);
       return 1;
     }
     process.stderr.write(`safety-lens: ${err.stack ?? err.message}\n`);

@@ -33,6 +33,7 @@ import {
   runGeneration,
   type TokenEvent,
 } from "./generate";
+import { type CaptureToFileOptions, type CaptureToFileReport, captureToFile } from "./corpus";
 import { SessionHost } from "./session";
 import {
   type GpuOption,
@@ -103,6 +104,8 @@ export interface ModelInfo {
   chatTemplate: string | null;
   /** Identifies the weights: probes and rankers trained on one model refuse another. */
   fingerprint: string;
+  /** The beginning-of-sequence token id, or null. */
+  bosId: number | null;
   backend: string;
   devices: string[];
   threads: number;
@@ -257,6 +260,7 @@ export class Model {
       sizeBytes: ni.sizeBytes,
       chatTemplate: ni.chatTemplate,
       fingerprint,
+      bosId: typeof ni.bosId === "number" ? ni.bosId : null,
       backend,
       devices: devices.map((d) => d.name),
       threads: ci.threads,
@@ -509,6 +513,15 @@ export class Model {
     const monitorCode = o.monitor ? checkLayers([o.monitor.layer], this.info.nLayer).codes[0] : null;
     const { text, tokens } = this.renderAndTokenize(input, options, "prompt");
     return { ctx, text, tokens, o, layers, monitorCode, nEmbd: this.info.nEmbd, options, isDisposed: () => this.disposed };
+  }
+
+  /**
+   * Captures a corpus into a safetensors file (or one per layer) chunk by chunk, in memory
+   * bounded by the chunk; resumable after a crash, shardable (see core/corpus.ts).
+   */
+  captureToFile(records: readonly CaptureInput[], options: CaptureToFileOptions): Promise<CaptureToFileReport> {
+    this.checkUsable();
+    return captureToFile(this, records, options);
   }
 
   /** generate() as an async iterator of token events; `.result` resolves to the full result. */

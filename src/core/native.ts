@@ -47,6 +47,8 @@ export interface NativeModelInfo {
   sizeBytes: number;
   hasEncoder: boolean;
   chatTemplate: string | null;
+  /** The BOS token id, or null. */
+  bosId: number | null;
   bosToken: string | null;
   eosToken: string | null;
   eotToken: string | null;

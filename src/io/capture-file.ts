@@ -335,6 +335,20 @@ export class CaptureFileWriter {
     };
   }
 
+  /** Global numbers of the rows marked skipped so far, in order. */
+  skippedRows(): number[] {
+    const out: number[] = [];
+    this.state.forEach((st, r) => {
+      if (st === SKIPPED) out.push(this.rowStart + r);
+    });
+    return out;
+  }
+
+  /** The token counts recorded so far, per row of this file (0 where none yet), or null without them. */
+  recordedTokenCounts(): Int32Array | null {
+    return this.tokens ? this.tokens.slice() : null;
+  }
+
   /** The ranges [a, b) of rows still missing, in order (global row numbers). */
   missingRanges(): [number, number][] {
     const out: [number, number][] = [];
