@@ -51,6 +51,11 @@ export function isDict(v: AnyRuntimeValue): v is AnyRuntimeValue & { value: Map<
   return v.type === "ObjectValue" || v.type === "KeywordArgumentsValue";
 }
 
+/** An int's digits; beyond 2^53 the exact value of the double, as Python prints the (exact) int. */
+export function intStr(n: number): string {
+  return Number.isSafeInteger(n) || !Number.isFinite(n) ? String(n) : BigInt(n).toString();
+}
+
 /** Python's repr() of a float. */
 export function floatRepr(x: number): string {
   if (Number.isNaN(x)) return "nan";
@@ -99,7 +104,7 @@ export function pyStr(v: AnyRuntimeValue): string {
 export function pyRepr(v: AnyRuntimeValue): string {
   switch (v.type) {
     case "StringValue": return strRepr(v.value as string);
-    case "IntegerValue": return String(v.value);
+    case "IntegerValue": return intStr(v.value as number);
     case "FloatValue": return floatRepr(v.value as number);
     case "BooleanValue": return v.value ? "True" : "False";
     case "NullValue": return "None";
@@ -219,7 +224,7 @@ export function pySplit(s: string, sep: string | null, maxsplit: number): string
     while (i < s.length && isWs(s[i])) i++;
     if (i >= s.length) break;
     if (maxsplit >= 0 && out.length === maxsplit) {
-      out.push(pyStrip(s.slice(i), null, "right"));
+      out.push(s.slice(i));
       break;
     }
     let j = i;
@@ -310,7 +315,7 @@ export function pyJsonDumps(v: AnyRuntimeValue, o: JsonOptions): string {
   const enc = (x: AnyRuntimeValue, depth: number): string => {
     switch (x.type) {
       case "StringValue": return str(x.value as string);
-      case "IntegerValue": return String(x.value);
+      case "IntegerValue": return intStr(x.value as number);
       case "FloatValue": {
         const n = x.value as number;
         return Number.isNaN(n) ? "NaN" : !Number.isFinite(n) ? (n > 0 ? "Infinity" : "-Infinity") : floatRepr(n);

@@ -81,20 +81,45 @@ export function renderCompiled(t: CompiledTemplate, vars: Record<string, unknown
   }));
   env.setVariable("range", V.fn((args) => pyRange(args)));
   for (const [k, v] of Object.entries(vars)) if (v !== undefined) env.setVariable(k, toRuntime(v));
-  const out = new PatchedInterpreter(env, t.printed).run(t.program);
-  return out.value as string;
+  return new PatchedInterpreter(env, t.printed).run(t.program).value as string;
 }
 
+/**
+ * Most evaluation steps one render may take: real chat templates take thousands, so a template that
+ * loops for ever (or 1e10 times) fails in about a second instead of hanging the caller.
+ */
+export const MAX_TEMPLATE_STEPS = 2_000_000;
+/** Deepest nesting of evaluations (macro recursion): Python would raise RecursionError, JS would overflow its stack. */
+const MAX_DEPTH = 400;
+/** Steps charged per loop iteration beyond its body's own: the library's per-iteration scope setup. */
+const LOOP_ITERATION_STEPS = 20;
+
 class PatchedInterpreter extends Interpreter {
+  private steps = 0;
+  private depth = 0;
+
   constructor(env: Environment, private readonly printed: WeakSet<object>) {
     super(env);
   }
 
   override evaluate(statement: Statement | undefined, environment: Environment): AnyRuntimeValue {
     if (!statement) return super.evaluate(statement, environment);
+    if (++this.steps > MAX_TEMPLATE_STEPS) throw this.tooLong();
     const node = statement as Node;
-    const v = this.evaluateNode(node, environment);
+    if (++this.depth > MAX_DEPTH) throw new TemplateRuntimeError("RecursionError", `the template nests deeper than ${MAX_DEPTH} levels`);
+    let v: AnyRuntimeValue;
+    try {
+      v = this.evaluateNode(node, environment);
+    } finally {
+      this.depth--;
+    }
+    // A list costs a step per item, so loops with empty bodies and huge ranges are bounded too.
+    if (isArray(v) && (this.steps += v.value.length) > MAX_TEMPLATE_STEPS) throw this.tooLong();
     return this.printed.has(node) ? V.str(pyStr(v)) : v;
+  }
+
+  private tooLong(): Error {
+    return new TemplateRuntimeError("RuntimeError", `the template ran for more than ${MAX_TEMPLATE_STEPS} steps`);
   }
 
   private evaluateNode(node: Node, env: Environment): AnyRuntimeValue {
@@ -187,7 +212,9 @@ class PatchedInterpreter extends Interpreter {
     // dicts over their (possibly integer) keys; the library then runs the loop over a plain list.
     const select = (node.iterable as Node).type === "SelectExpression" ? (node.iterable as Node) : null;
     const source = this.evaluate((select ? select.lhs : node.iterable) as Statement, env);
-    const list = V.list(iterate(source));
+    const items = iterate(source);
+    if ((this.steps += items.length * LOOP_ITERATION_STEPS) > MAX_TEMPLATE_STEPS) throw this.tooLong();
+    const list = V.list(items);
     const iterable = select ? { ...select, lhs: valueNode(list) } : valueNode(list);
     return super.evaluate({ ...node, iterable } as Statement, env);
   }

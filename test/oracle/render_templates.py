@@ -10,12 +10,16 @@ documented behaviour:
   - raise_exception(msg) raises jinja2's TemplateError;
   - tojson is json.dumps with ensure_ascii=False (non-ASCII kept, no HTML escaping);
   - strftime_now(fmt) formats a pinned date (midnight) instead of the clock;
-  - render(messages=..., tools=None, documents=None, add_generation_prompt=...,
-    bos_token=..., eos_token=...), as apply_chat_template does without tools.
+  - render(messages=..., add_generation_prompt=..., bos_token=..., eos_token=...).
+    `tools` and `documents` stay undefined (what safety-lens renders, and what
+    transformers did before 4.42); a job with "tools_none": true passes them as
+    None, as transformers >= 4.42 does when no tools are given.
 
 One process renders every job. Input (stdin, JSON):
   {"date": "YYYY-MM-DD", "bos_token": str, "eos_token": str,
-   "add_generation_prompt": bool, "jobs": [{"id": str, "template": str, "messages": [...]}]}
+   "add_generation_prompt": bool,
+   "jobs": [{"id": str, "template": str, "messages": [...], "tools_none"?: bool, "variables"?: {...}}]}
+"variables" adds render variables (the runtime tests use it for snippets).
 Output (stdout, JSON, ASCII-escaped):
   {"python": str, "jinja2": str, "results": [{"id", "text"} | {"id", "error": {"type", "message", "raised"}}]}
 "raised" is true when the template itself called raise_exception.
@@ -84,14 +88,16 @@ def main():
             src = job["template"]
             if src not in compiled:
                 compiled[src] = env.from_string(src)
-            out["text"] = compiled[src].render(
+            variables = dict(
                 messages=job["messages"],
-                tools=None,
-                documents=None,
                 add_generation_prompt=req["add_generation_prompt"],
                 bos_token=req["bos_token"],
                 eos_token=req["eos_token"],
             )
+            if job.get("tools_none"):
+                variables.update(tools=None, documents=None)
+            variables.update(job.get("variables") or {})
+            out["text"] = compiled[src].render(**variables)
         except Exception as e:  # every failure is data for the test
             out["error"] = {"type": type(e).__name__, "message": str(e), "raised": isinstance(e, TemplateRaised)}
         results.append(out)
