@@ -10,15 +10,17 @@
  * Two deliberate differences from the clock-reading original:
  * - `strftime_now()` formats a pinned date (`date`, default DEFAULT_TEMPLATE_DATE),
  *   so the same prompt renders the same text every day.
- * - A template that refuses system messages (it calls raise_exception, e.g.
- *   Gemma 2's "System role not supported") is rendered again with each system
- *   message turned into a user message, as node-llama-cpp does, and the result
- *   says `systemMerged: true`.
+ * - A template that refuses a conversation containing system messages (it calls
+ *   raise_exception, e.g. Gemma 2's "System role not supported") is rendered
+ *   again with each system message turned into a user message, as node-llama-cpp
+ *   does; the result says `systemMerged: true`. If that fails too, the original
+ *   refusal is the error. Other errors (syntax, undefined values) never merge.
  *
  * `tools` and `documents` are left undefined (Jinja2's Undefined: empty in loops,
- * false in tests, length 0). transformers >= 4.42 passes them as None instead;
- * on llama.cpp's templates that gives the same text wherever it renders, and
- * only the three tool-use-only templates then fail (iterating None).
+ * false in tests, length 0), as transformers did before tool support (4.42).
+ * transformers >= 4.42 passes them as None: on llama.cpp's templates that gives
+ * the same text wherever it renders, and only the three tool-use-only templates
+ * (Command-R+ tool_use, Hermes 2 Pro / Hermes 3 tool_use) then fail on `for t in None`.
  */
 import { InputError } from "../errors";
 import { compileTemplate, renderCompiled, TemplateRaisedError, type CompiledTemplate } from "./template-runtime";
@@ -155,8 +157,8 @@ export function renderChatTemplate(template: string, messages: readonly ChatMess
   } catch (e) {
     throw fail(e);
   }
-  // Copies, so a template can never reach the caller's objects.
-  const render = (msgs: readonly ChatMessage[]) => renderCompiled(t, { ...vars, messages: msgs.map((m) => ({ ...m })) }, date);
+  // Messages are converted to fresh template values: a template never reaches the caller's objects.
+  const render = (msgs: readonly ChatMessage[]) => renderCompiled(t, { ...vars, messages: msgs }, date);
   try {
     return { text: render(messages), systemMerged: false, date };
   } catch (e) {
