@@ -215,6 +215,7 @@ describe("chat templates in generation", () => {
   test("the model's own template renders the prompt; a failing template is a clear error", async () => {
     const tmpl =
       "{% for m in messages %}{% if m['role'] == 'system' %}{{ raise_exception('System role not supported') }}{% endif %}" +
+      "{% if m['role'] == 'tool' %}{{ raise_exception('Tool role not supported') }}{% endif %}" +
       "[{{ m['role'] }}] {{ m['content'] }}\n{% endfor %}{% if add_generation_prompt %}[assistant] {% endif %}";
     const path = await modelVariant({ template: tmpl });
     const model = await loadModel({ modelPath: path, gpu: false });
@@ -223,12 +224,13 @@ describe("chat templates in generation", () => {
       const out = await model.generate([{ role: "user", content: "Tell me a story" }], { maxTokens: 5, temperature: 0 });
       expect(out.prompt).toBe("[user] Tell me a story\n[assistant] ");
       expect(out.candidates[0].tokens).toHaveLength(5);
-      const err = await model
-        .generate([{ role: "system", content: "x" }, { role: "user", content: "hi" }], { maxTokens: 5 })
-        .catch((e) => e);
+      // A template that refuses the system role gets the system text merged into the user turn (as node-llama-cpp does).
+      const merged = await model.generate([{ role: "system", content: "x" }, { role: "user", content: "hi" }], { maxTokens: 1, temperature: 0 });
+      expect(merged.prompt).toBe("[user] ### System message\n\nx\n\n----\n\nhi\n[assistant] ");
+      const err = await model.generate([{ role: "tool", content: "x" }], { maxTokens: 5 }).catch((e) => e);
       expect(err).toBeInstanceOf(InputError);
       expect(err.code).toBe("TEMPLATE_FAILED");
-      expect(err.message).toBe("the chat template failed to render: System role not supported");
+      expect(err.message).toBe("the chat template of llama failed to render: Tool role not supported");
     } finally {
       await model.dispose();
     }

@@ -1,17 +1,12 @@
 /**
- * Chat rendering: messages rendered with the model's own chat template
- * (@huggingface/jinja, as node-llama-cpp does), and the one set of rendering options
- * every part of safety-lens uses (capture's `chat` option, and the input format that
- * probe, ranker and monitor files record).
+ * Chat rendering: messages rendered with the model's own chat template, as
+ * transformers' apply_chat_template renders them (./template.ts), and the one set of
+ * rendering options every part of safety-lens uses (capture's `chat` option, and the
+ * input format that probe, ranker and monitor files record).
  */
-import { Template } from "@huggingface/jinja";
+import { renderChatTemplate, type ChatMessage } from "./template";
 
-import { InputError } from "../errors";
-
-export interface ChatMessage {
-  role: "system" | "user" | "assistant" | string;
-  content: string;
-}
+export type { ChatMessage } from "./template";
 
 /** How a string input is rendered as a chat (the `chat` option's object form). */
 export interface ChatOptions {
@@ -59,31 +54,17 @@ export const FALLBACK_CHAT_TEMPLATE =
   "{% for message in messages %}{{ '<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>' + '\\n' }}{% endfor %}" +
   "{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}";
 
-const compiled = new Map<string, Template>();
-
 export interface RenderOptions {
   bosToken?: string | null;
   eosToken?: string | null;
   addAssistantPrefix?: boolean;
+  /** The model's name, named in TEMPLATE_FAILED errors. */
+  source?: string;
 }
 
+/** The rendered text (strftime_now sees DEFAULT_TEMPLATE_DATE; a refused system message is merged into the user turn). */
 export function renderChat(template: string | null, messages: ChatMessage[], options: RenderOptions = {}): string {
-  const source = template ?? FALLBACK_CHAT_TEMPLATE;
-  let t = compiled.get(source);
-  try {
-    if (!t) {
-      t = new Template(source);
-      compiled.set(source, t);
-    }
-    return t.render({
-      messages,
-      add_generation_prompt: options.addAssistantPrefix ?? true,
-      bos_token: options.bosToken ?? "",
-      eos_token: options.eosToken ?? "",
-    });
-  } catch (e) {
-    throw new InputError("TEMPLATE_FAILED", `the chat template failed to render: ${(e as Error).message}`, { cause: e });
-  }
+  return renderChatTemplate(template ?? FALLBACK_CHAT_TEMPLATE, messages, options).text;
 }
 
 export function isChatMessages(v: unknown): v is ChatMessage[] {

@@ -334,6 +334,7 @@ export class Model {
       bosToken: this.nativeInfo.bosToken,
       eosToken: this.nativeInfo.eosToken,
       addAssistantPrefix: opts.addAssistantPrefix ?? true,
+      source: this.info.name || path.basename(this.info.path),
     });
     return { text, chat: true };
   }
