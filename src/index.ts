@@ -7,6 +7,9 @@ export type { LoadModelOptions, ModelInfo } from "./core/model";
 export { Activations } from "./core/activations";
 export type { LayerSpec, Pool, CaptureInput, CaptureOptions, CaptureProgressInfo, PreparedTexts, Features } from "./core/activations";
 export type { ChatMessage, ChatOptions, PrepareOptions, InputFormat } from "./core/chat";
+export { renderChatTemplate, DEFAULT_TEMPLATE_DATE, SYSTEM_MESSAGE_MERGE_FORMAT } from "./core/template";
+export type { TemplateRenderInfo } from "./core/template";
+export type { CaptureToFileOptions, CaptureToFileReport, CorpusProgress, OnLong } from "./core/corpus";
 export type {
   GenerateOptions,
   GenerateResult,
@@ -42,3 +45,16 @@ export { readSuiteDir, dropOverlap, SUITES } from "./io/suites";
 export type { SuiteSet, SuiteRecord, SuiteKind, SuiteSpec, SkippedFile, ReadSuiteOptions } from "./io/suites";
 export { PAPER_BENCHMARKS, LPM_RESULTS, MLPM_RESULTS, MLPM_MEANS, MLPM_PRETRAINED_VS_INSTRUCT } from "./probe/reference-figures";
 export type { PaperBenchmark, PaperBenchmarkInfo, PaperBenignSet, ReferenceRow } from "./probe/reference-figures";
+export { trainGuard, STARTER_DATA } from "./probe/train-guard";
+export type { TrainGuardOptions, GuardTraining, GuardCandidate, Mistake } from "./probe/train-guard";
+export { guardReportHtml } from "./probe/report";
+export { evaluateOnSuites, suiteTable, REFERENCE_COLUMNS } from "./probe/eval-suites";
+export type { SuiteEvaluation } from "./probe/eval-suites";
+export { Monitor, MONITOR_FORMAT, MONITOR_VERSION, DEFAULT_STREAM_RULE, DEFAULT_MONITOR_REFUSAL } from "./monitor/monitor";
+export type { MonitorAction, MonitorGenerateOptions } from "./monitor/monitor";
+export { trainMonitor, evaluateMonitor, defaultMonitorLayers } from "./monitor/train";
+export type { TrainMonitorOptions, MonitorMetrics, MonitorEvaluation, MonitorSweepRow } from "./monitor/train";
+export { replay as replayStreamRule } from "./monitor/rule";
+export { Chat, createChat, CHAT_FORMAT, CHAT_VERSION } from "./chat/chat";
+export type { ChatHistory, ChatSessionOptions, ChatSendOptions, ChatTurn, ContextPolicy } from "./chat/chat";
+export type { StreamMonitorSpec, StreamRule, MonitorReport } from "./core/generate";

@@ -6,6 +6,7 @@ import * as path from "node:path";
 import { parseArgs } from "node:util";
 
 import { loadModel } from "../core/model";
+import { checkTemplateDate } from "../core/template";
 import { readTextRecords } from "../io/jsonl";
 import { evaluateProbe, evaluateScores, loadAndSplit, sweepLayers, trainProbe } from "../probe/pipeline";
 import { DEFAULT_PROBE_INPUT, PROBE_METHODS, Probe, type ProbeInput, type ProbeMethod, type ThresholdRule } from "../probe/probe";
@@ -24,6 +25,7 @@ const dataOptions = {
   "no-chat": { type: "boolean", default: false },
   "no-assistant-prefix": { type: "boolean", default: false },
   "system-prompt": { type: "string" },
+  date: { type: "string" },
   "lossy-utf8": { type: "boolean", default: false },
 } as const;
 
@@ -52,6 +54,7 @@ function inputOptions(values: Values): ProbeInput {
     chat: !values["no-chat"],
     addAssistantPrefix: !values["no-assistant-prefix"],
     systemPrompt: (values["system-prompt"] as string | undefined) ?? DEFAULT_PROBE_INPUT.systemPrompt,
+    date: values.date === undefined ? DEFAULT_PROBE_INPUT.date : checkTemplateDate(values.date, "--date"),
   };
 }
 

@@ -35,6 +35,7 @@ import {
 } from "./generate";
 import { type CaptureToFileOptions, type CaptureToFileReport, captureToFile } from "./corpus";
 import { SessionHost } from "./session";
+import { checkTemplateDate } from "./template";
 import {
   type GpuOption,
   mapNativeError,
@@ -310,10 +311,14 @@ export class Model {
   }
 
   /** Renders one input to the text the model sees (chat template applied when asked). */
-  formatText(input: CaptureInput, options: PrepareOptions = {}, where = "input"): { text: string; chat: boolean } {
+  formatText(
+    input: CaptureInput,
+    options: PrepareOptions = {},
+    where = "input",
+  ): { text: string; chat: boolean; date: string | null; systemMerged: boolean } {
     const chat = options.chat;
     if (chat !== undefined && typeof chat !== "boolean" && (chat === null || typeof chat !== "object")) {
-      throw new TypeError("chat must be a boolean or { addAssistantPrefix?, systemPrompt? }");
+      throw new TypeError("chat must be a boolean or { addAssistantPrefix?, systemPrompt?, date? }");
     }
     let messages: ChatMessage[] | null = null;
     if (typeof input === "string") {
@@ -323,20 +328,22 @@ export class Model {
     } else {
       throw new TypeError(`${where} must be a string or an array of { role, content } messages, ${describeMessages(input)}`);
     }
-    if (messages === null) return { text: input as string, chat: false };
+    if (messages === null) return { text: input as string, chat: false, date: null, systemMerged: false };
     if (messages.length === 0 || messages.every((m) => m.content.trim() === "")) {
       throw new InputError("TEXT_EMPTY", `${where} is empty`);
     }
     const opts: ChatOptions = typeof chat === "object" && chat !== null ? chat : {};
     if (opts.systemPrompt !== undefined && typeof opts.systemPrompt !== "string") throw new TypeError("chat.systemPrompt must be a string");
     if (opts.systemPrompt && messages[0]?.role !== "system") messages = [{ role: "system", content: opts.systemPrompt }, ...messages];
-    const text = renderChat(this.nativeInfo.chatTemplate, messages, {
+    if (opts.date !== undefined) checkTemplateDate(opts.date, "chat.date");
+    const r = renderChat(this.nativeInfo.chatTemplate, messages, {
       bosToken: this.nativeInfo.bosToken,
       eosToken: this.nativeInfo.eosToken,
       addAssistantPrefix: opts.addAssistantPrefix ?? true,
       source: this.info.name || path.basename(this.info.path),
+      date: opts.date,
     });
-    return { text, chat: true };
+    return { text: r.text, chat: true, date: r.date, systemMerged: r.systemMerged };
   }
 
   /** Tokens of one input as the model sees them. */

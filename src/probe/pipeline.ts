@@ -65,6 +65,17 @@ export function subset(f: Features, rows: readonly number[]): Features {
   return { data: out, rows: rows.length, cols: f.cols };
 }
 
+/**
+ * How a model renders inputs in this format: the date its template reads, and whether the
+ * template refused a system role so that the system prompt was merged into the user turn
+ * (recorded in probe, ranker and monitor files).
+ */
+export function renderingOf(model: Model, input: ProbeInput): { date: string; systemMerged: boolean } {
+  if (!input.chat) return { date: input.date, systemMerged: false };
+  const r = model.formatText("x", { chat: chatOptionOf(input) });
+  return { date: r.date ?? input.date, systemMerged: r.systemMerged };
+}
+
 /** Drops prompts that do not fit the model's context once rendered (reported, never silent). */
 export function fitContext(model: Model, records: PromptRecord[], input: ProbeInput, onLog?: (m: string) => void): PromptRecord[] {
   const chat = chatOptionOf(input);
@@ -133,6 +144,7 @@ export async function trainProbe(model: Model, o: TrainProbeOptions): Promise<{ 
     model,
     data: {
       files: o.files,
+      ...renderingOf(model, input),
       seed: o.seed ?? 1,
       fractions: o.fractions ?? [0.7, 0.15, 0.15],
       train: nTrain,

@@ -12,7 +12,7 @@ import type { LayerSpec } from "../core/activations";
 import type { Model } from "../core/model";
 import { confusionAt, flagged, metricsAt, type Confusion } from "./metrics";
 import type { ProbeMethod } from "./methods";
-import { type DataOptions, evaluateScores, type Evaluation, featuresFor, loadAndSplit, subset, type SweepRow } from "./pipeline";
+import { type DataOptions, evaluateScores, type Evaluation, featuresFor, loadAndSplit, renderingOf, subset, type SweepRow } from "./pipeline";
 import { DEFAULT_PROBE_INPUT, Probe } from "./probe";
 import type { Metrics } from "./types";
 
@@ -111,7 +111,7 @@ export async function trainGuard(model: Model, o: TrainGuardOptions = {}): Promi
       threshold,
       input,
       model,
-      data: { files, seed: o.seed ?? 1, train: nTrain, val: nVal, test: rows.test.length, targetFpr },
+      data: { files, ...renderingOf(model, input), seed: o.seed ?? 1, train: nTrain, val: nVal, test: rows.test.length, targetFpr },
     });
     const val = metricsAt(probe.scoreFeatures(part("val", ls).features), labelsAt(rows.val), probe.threshold);
     const test = metricsAt(probe.scoreFeatures(part("test", ls).features), labelsAt(rows.test), probe.threshold);
