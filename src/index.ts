@@ -24,6 +24,9 @@ export type {
 } from "./generate";
 export type { GpuOption } from "./native";
 export { physicalCoreCount } from "./native";
+export { runtimeInfo } from "./core/runtime-info";
+export type { RuntimeInfo, BackendStatus } from "./core/runtime-info";
+export type { AddonSource, AddonKind } from "./core/addon-loader";
 export * from "./errors";
 export { writeSafetensors, readSafetensors } from "./safetensors";
 export { readJsonl, readTextRecords } from "./jsonl";
