@@ -86,12 +86,14 @@ function extractHeaders() {
   const tmp = fs.mkdtempSync(path.join(os.tmpdir(), "safety-lens-llama-"));
   try {
     execFileSync("git", ["clone", "--quiet", "--bare", bundle, path.join(tmp, "repo.git")], { stdio: ["ignore", "ignore", "inherit"] });
-    const tar = path.join(tmp, "headers.tar");
-    execFileSync("git", ["--git-dir", path.join(tmp, "repo.git"), "archive", "--format=tar", "-o", tar, "HEAD", "include", "ggml/include", "LICENSE"],
-      { stdio: ["ignore", "ignore", "inherit"] });
     fs.rmSync(headersDir, { recursive: true, force: true });
     fs.mkdirSync(headersDir, { recursive: true });
-    execFileSync("tar", ["-xf", tar, "-C", headersDir], { stdio: "inherit" });
+    // the archive sits in the folder it is unpacked in, named relatively: GNU tar on Windows reads "C:\..." as a host
+    const tar = path.join(headersDir, "headers.tar");
+    execFileSync("git", ["--git-dir", path.join(tmp, "repo.git"), "archive", "--format=tar", "-o", tar, "HEAD", "include", "ggml/include", "LICENSE"],
+      { stdio: ["ignore", "ignore", "inherit"] });
+    execFileSync("tar", ["-xf", "headers.tar"], { cwd: headersDir, stdio: "inherit" });
+    fs.rmSync(tar);
     fs.writeFileSync(stamp, want);
   } finally {
     fs.rmSync(tmp, { recursive: true, force: true });

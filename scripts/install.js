@@ -13,15 +13,18 @@ const path = require("node:path");
 
 const native = require("./build-native");
 
-/** The prebuilt binary node-gyp-build picks here, or null. */
+const MIN_GLIBC = [2, 34]; // node-llama-cpp's llama.cpp libraries need it, and the prebuilt addon needs no more
+
+/** The prebuilt binary node-gyp-build picks here (ignoring any build/ folder), or null. */
 function prebuilt() {
-  let file;
+  process.env.PREBUILDS_ONLY = "1"; // node-gyp-build's own switch, read when it is first required
   try {
-    file = require("node-gyp-build").path(native.root);
+    return require("node-gyp-build").path(native.root);
   } catch {
     return null; // nothing fits this platform/arch/libc
+  } finally {
+    delete process.env.PREBUILDS_ONLY;
   }
-  return path.relative(native.root, file).split(path.sep)[0] === "prebuilds" ? file : null;
 }
 
 /** Loads the binary in a fresh process; returns null when it loads, else the loader's message. */
@@ -49,6 +52,10 @@ function main() {
   const fromSource = process.env.npm_config_build_from_source === "true" || process.env.SAFETY_LENS_BUILD_FROM_SOURCE === "1";
   const glibc = process.report?.getReport()?.header?.glibcVersionRuntime;
   const where = `${process.platform}-${process.arch}${glibc ? `, glibc ${glibc}` : ""}`;
+  const [major, minor] = (glibc || "").split(".").map(Number);
+  if (glibc && (major < MIN_GLIBC[0] || (major === MIN_GLIBC[0] && minor < MIN_GLIBC[1]))) {
+    console.warn(`safety-lens: warning: this system has glibc ${glibc}; llama.cpp's libraries from node-llama-cpp need glibc >= ${MIN_GLIBC.join(".")}, so safety-lens cannot run here`);
+  }
   let why = "build from source requested";
   if (!fromSource) {
     const file = prebuilt();

@@ -7,6 +7,7 @@
 //   node scripts/prebuild.js                 every target this machine can build (stale ones only)
 //   node scripts/prebuild.js --target linux-arm64 --force
 //   node scripts/prebuild.js --check         build nothing; inspect what is in prebuilds/
+//   node scripts/prebuild.js --check --expect linux-x64,darwin-arm64   ... and fail unless these are there
 //
 // On linux-x64 it builds linux-x64 natively and linux-arm64 with Debian's g++-aarch64-linux-gnu. Each target is
 // built in a staging copy under build/ (binding.gyp plus links to its source folders), so the developer's own
@@ -164,7 +165,13 @@ function inspect(target) {
 
 function main() {
   const { values } = parseArgs({
-    options: { target: { type: "string", multiple: true }, force: { type: "boolean" }, check: { type: "boolean" }, jobs: { type: "string" } },
+    options: {
+      target: { type: "string", multiple: true },
+      force: { type: "boolean" },
+      check: { type: "boolean" },
+      expect: { type: "string" },
+      jobs: { type: "string" },
+    },
   });
   const can = buildableTargets();
   const wanted = values.target || can;
@@ -204,6 +211,8 @@ function main() {
     }
   }
   if (present.length === 0) console.log("safety-lens prebuild: prebuilds/ is empty");
+  const absent = (values.expect ? values.expect.split(",") : []).filter((t) => !present.includes(t));
+  if (absent.length) throw new native.BuildError(`missing prebuilt binaries: ${absent.join(", ")}`);
 }
 
 module.exports = { outputFile, versionNeeds, llamaLibraryNeeds, buildableTargets };
