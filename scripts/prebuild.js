@@ -201,6 +201,12 @@ function main() {
   }
   const dir = path.join(root, "prebuilds");
   const present = fs.existsSync(dir) ? fs.readdirSync(dir).filter((t) => fs.existsSync(outputFile(t))) : [];
+  // a binary this machine cannot rebuild must not be packed stale (say, arm64 after a change to native/)
+  const stale = present.filter((t) => !(values.check ? [] : can).includes(t) && isStale(t));
+  if (stale.length) {
+    throw new native.BuildError(`${stale.map((t) => path.relative(root, outputFile(t))).join(", ")} ${stale.length > 1 ? "are" : "is"} older than ` +
+      "binding.gyp, its sources or llama.cpp's headers. Rebuild " + (stale.length > 1 ? "them" : "it") + " where that is possible, or delete " + (stale.length > 1 ? "them" : "it") + ".");
+  }
   for (const t of present) {
     const line = inspect(t);
     const took = results.find((r) => r.target === t);
