@@ -85,7 +85,7 @@ test("the tarball carries the prebuilt binaries and no llama.cpp file", async ()
   expect(files.filter((f) => /llama-headers|\/build\/|\.h$/.test(f) && !f.startsWith("package/native/"))).toEqual([]);
 });
 
-// The whole install measured 19-21 s on an idle 2-core machine and up to 36 s while other jobs loaded it (README);
+// The whole install measured 10.7 s on an idle 2-core machine and up to 36 s while other jobs loaded it (README);
 // most of it is node-llama-cpp's GPU packages being unpacked. What safety-lens itself adds is its install step.
 test("installs with the prebuilt binary, compiling nothing: safety-lens's own step takes under 3 s", () => {
   expect(installLog).toContain(`safety-lens: using the prebuilt addon prebuilds/${HOST}/${PREBUILT_NAME}`);
