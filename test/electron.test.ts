@@ -28,8 +28,13 @@ function unpack(res: string, rel: string, content: Buffer | string): void {
   }
 }
 
+const made: string[] = [];
+afterAll(() => made.forEach((d) => fs.rmSync(d, { recursive: true, force: true }))); // ~30 MB of llama.cpp libraries
+
 function packagedApp(): string {
-  const res = path.join(tmpDir("safety-lens-electron-"), "resources");
+  const dir = tmpDir("safety-lens-electron-");
+  made.push(dir);
+  const res = path.join(dir, "resources");
   const asar = path.join(res, "app.asar");
   const modules = path.join(asar, "node_modules");
   fs.mkdirSync(modules, { recursive: true });

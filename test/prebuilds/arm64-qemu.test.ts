@@ -59,7 +59,8 @@ test("linux-arm64 prebuilt binary under qemu: loads, captures, equals the x64 ca
   const root = stagePackage(tmpDir("safety-lens-arm64-"), { prebuilt: fs.readFileSync(ARM64_ADDON), prebuildDir: "linux-arm64" });
 
   const t0 = Date.now();
-  const { stdout } = await run("qemu-aarch64", ["-L", SYSROOT, node, "-e", CAPTURE, root], { timeout: 120_000, maxBuffer: 16 << 20 });
+  const { stdout } = await run("qemu-aarch64", ["-L", SYSROOT, node, "-e", CAPTURE, root], { timeout: 120_000, maxBuffer: 16 << 20 })
+    .finally(() => fs.rmSync(root, { recursive: true, force: true }));
   const seconds = (Date.now() - t0) / 1000;
   const r = JSON.parse(stdout);
   expect(r.arch).toBe("arm64");

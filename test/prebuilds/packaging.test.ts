@@ -77,6 +77,8 @@ beforeAll(async () => {
   );
 });
 
+afterAll(() => fs.rmSync(work, { recursive: true, force: true })); // the installed tree is ~750 MB
+
 test("the tarball carries the prebuilt binaries and no llama.cpp file", async () => {
   const { stdout } = await run("tar", ["-tzf", fs.readdirSync(work).filter((f) => f.endsWith(".tgz")).map((f) => path.join(work, f))[0]]);
   const files = stdout.split("\n");
