@@ -5,6 +5,7 @@ const esm = ["hyparquet", "hyparquet-compressors", "hysnappy", "hyparquet-writer
 module.exports = {
   testEnvironment: "node",
   roots: ["<rootDir>/test"],
+  testPathIgnorePatterns: ["/node_modules/", "<rootDir>/test/prebuilds/"], // npm run test:prebuilds
   transform: {
     "^.+\\.ts$": ["ts-jest", { tsconfig: "tsconfig.test.json" }],
     [`/node_modules/(${esm.join("|")})/.+\\.js$`]: ["ts-jest", { tsconfig: { allowJs: true, checkJs: false }, isolatedModules: true }],

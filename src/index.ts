@@ -22,6 +22,9 @@ export type {
 } from "./core/generate";
 export type { GpuOption } from "./core/native";
 export { physicalCoreCount } from "./core/native";
+export { runtimeInfo } from "./core/runtime-info";
+export type { RuntimeInfo, BackendStatus } from "./core/runtime-info";
+export type { AddonSource, AddonKind } from "./core/addon-loader";
 export * from "./errors";
 export { writeSafetensors, readSafetensors } from "./io/safetensors";
 export {

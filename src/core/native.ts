@@ -8,6 +8,7 @@ import * as os from "node:os";
 import * as path from "node:path";
 
 import { AbortError, BackendError, DecodeError, ModelStateError, SafetyLensError } from "../errors";
+import { packageAddon, unpackedPath } from "./addon-loader";
 
 export type GpuOption = "auto" | "cuda" | "vulkan" | "metal" | false;
 
@@ -192,22 +193,9 @@ export function mapNativeError(e: unknown, callSite: Error): unknown {
   return err;
 }
 
-let addon: NativeAddon | undefined;
-
-/** Loads build/Release/safety_lens.node once. */
+/** Loads the addon once: built here or prebuilt (see core/addon-loader.ts). */
 export function getAddon(): NativeAddon {
-  if (addon) return addon;
-  const file = path.join(__dirname, "..", "..", "build", "Release", "safety_lens.node");
-  if (!fs.existsSync(file)) {
-    throw new BackendError(
-      "NATIVE_ADDON_MISSING",
-      `The safety-lens native addon is not built (${file} is missing). ` +
-        "Run `npm rebuild safety-lens` (it needs git and a C++ compiler; with npm 11 allow the install script: `npm install-scripts approve safety-lens`).",
-    );
-  }
-  // eslint-disable-next-line @typescript-eslint/no-require-imports
-  addon = require(file) as NativeAddon;
-  return addon;
+  return packageAddon<NativeAddon>().addon;
 }
 
 /** node-llama-cpp's platform package names for this machine. */
@@ -227,7 +215,7 @@ export function platformPackages(): { cpu: string; cuda?: string; vulkan?: strin
 export function findBinsDir(name: string): string | null {
   for (const base of require.resolve.paths(`@node-llama-cpp/${name}`) ?? []) {
     const dir = path.join(base, "@node-llama-cpp", name, "bins", name);
-    if (fs.existsSync(dir)) return dir;
+    if (fs.existsSync(dir)) return unpackedPath(dir); // Electron: native code cannot read inside app.asar
   }
   return null;
 }
