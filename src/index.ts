@@ -39,7 +39,7 @@ export type { GuardOptions, GuardVerdict, GuardedResult, SafePath } from "./guar
 export { Ranker, RANKER_FORMAT, RANKER_VERSION, srrFeatures, defaultRankerLayer } from "./srr/ranker";
 export type { RankResult, RankerTrainOptions, SrrListInput } from "./srr/ranker";
 export type { RankList, RankerConfig } from "./srr/network";
-export { trainRankerOnFiles, evaluateRanker, loadRankerData } from "./srr/pipeline";
+export { trainRankerOnFiles, evaluateRanker, loadRankerData, fitLists } from "./srr/pipeline";
 export type { RankerEvaluation, TrainRankerJob, RankerDataOptions } from "./srr/pipeline";
 export { loadResponseFiles, splitByInstruction, splitBySource } from "./srr/data";
 export type { RankItem } from "./srr/data";

@@ -8,7 +8,7 @@ import { evaluateOnSuites, suiteTable } from "../probe/eval-suites";
 import { PROBE_METHODS, Probe, type ProbeMethod } from "../probe/probe";
 import { guardReportHtml } from "../probe/report";
 import { trainGuard } from "../probe/train-guard";
-import { common, intOption, logger, modelOptions, numOption, print, UsageError } from "./util";
+import { common, intOption, logger, modelOptions, numOption, onLongOption, onLongValue, print, UsageError } from "./util";
 
 export async function cmdTrainGuard(argv: string[]): Promise<void> {
   const { values } = parseArgs({
@@ -24,6 +24,7 @@ export async function cmdTrainGuard(argv: string[]): Promise<void> {
       "no-cache": { type: "boolean", default: false },
       "cache-dir": { type: "string" },
       "lossy-utf8": { type: "boolean", default: false },
+      ...onLongOption,
       out: { type: "string", default: "guard.json" },
       report: { type: "string" },
     },
@@ -43,6 +44,7 @@ export async function cmdTrainGuard(argv: string[]): Promise<void> {
       limitPerFile: intOption(values["limit-per-file"], "limit-per-file"),
       cacheDir: values["no-cache"] ? null : values["cache-dir"],
       lossyUtf8: values["lossy-utf8"],
+      onLong: onLongValue(values["on-long"]),
       onLog: log,
     });
     await t.probe.save(values.out);

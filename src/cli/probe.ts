@@ -14,7 +14,7 @@ import { flagged } from "../probe/metrics";
 import { promptedScores } from "../probe/prompted";
 import { sweepChartSvg } from "../probe/svg";
 import type { Metrics } from "../probe/types";
-import { common, intOption, modelOptions, numOption, parseLayers, print, UsageError, logger } from "./util";
+import { common, intOption, logger, modelOptions, numOption, onLongOption, onLongValue, parseLayers, print, UsageError } from "./util";
 
 const dataOptions = {
   data: { type: "string", multiple: true },
@@ -27,6 +27,7 @@ const dataOptions = {
   "system-prompt": { type: "string" },
   date: { type: "string" },
   "lossy-utf8": { type: "boolean", default: false },
+  ...onLongOption,
 } as const;
 
 type Values = Record<string, unknown>;
@@ -44,6 +45,7 @@ function commonData(values: Values, log: (m: string) => void) {
     seed: intOption(values.seed as string | undefined, "seed") ?? 1,
     limitPerFile: intOption(values["limit-per-file"] as string | undefined, "limit-per-file"),
     lossyUtf8: values["lossy-utf8"] === true,
+    onLong: onLongValue(values["on-long"]),
     cacheDir: values["no-cache"] ? null : ((values["cache-dir"] as string | undefined) ?? undefined),
     onLog: log,
   };
@@ -105,7 +107,19 @@ export async function cmdTrainProbe(argv: string[]): Promise<void> {
     });
     await r.probe.save(values.out);
     const val = r.probe.training.validation as Metrics | null;
-    const value = { out: path.resolve(values.out), method, layers: r.probe.layers, threshold: r.probe.threshold, validation: val, test: { ...r.test.overall, perSource: r.test.perSource }, seconds: r.seconds };
+    const value = {
+      out: path.resolve(values.out),
+      method,
+      layers: r.probe.layers,
+      threshold: r.probe.threshold,
+      validation: val,
+      test: { ...r.test.overall, perSource: r.test.perSource },
+      skipped: r.long.skippedIds.length,
+      skippedIds: r.long.skippedIds,
+      truncated: r.long.truncatedIds.length,
+      truncatedIds: r.long.truncatedIds,
+      seconds: r.seconds,
+    };
     print(
       values.json,
       value,
@@ -137,7 +151,7 @@ export async function cmdEvalProbe(argv: string[]): Promise<void> {
     const probe = await Probe.load(values.probe, model);
     const data = commonData(values, log);
     const r = await evaluateProbe(model, probe, { ...data, split: values.split as "test" | "all" });
-    const value: Record<string, unknown> = { ...r.overall, perSource: r.perSource };
+    const value: Record<string, unknown> = { ...r.overall, perSource: r.perSource, skippedIds: r.long.skippedIds, truncatedIds: r.long.truncatedIds };
     const lines = [`${values.probe} (${probe.method}, layer(s) ${probe.layers.join(",")}) on the ${values.split} split:`, metricsLine(r.overall), perSourceTable(r.perSource)];
     if (values.baseline === "prompted") {
       const { records, splits } = await loadAndSplit({ ...data, input: probe.input }, model);
@@ -168,7 +182,7 @@ export async function cmdSweep(argv: string[]): Promise<void> {
     const r = await sweepLayers(model, { ...commonData(values, log), method, input: inputOptions(values) });
     const svgPath = values.svg ?? "sweep.svg";
     fs.writeFileSync(svgPath, sweepChartSvg(r.rows.map((x) => ({ layer: x.layer, f1: x.val.f1, auroc: x.val.auroc })), { title: `${method} probe per layer (validation) - ${model.info.name}` }));
-    const value = { method, svg: path.resolve(svgPath), best: { layer: r.best.layer, val: r.best.val, test: r.best.test }, layers: r.rows };
+    const value = { method, svg: path.resolve(svgPath), best: { layer: r.best.layer, val: r.best.val, test: r.best.test }, layers: r.rows, skippedIds: r.long.skippedIds, truncatedIds: r.long.truncatedIds };
     const table = [
       "layer | val F1 | val AUROC | test F1 | test AUROC | train s",
       "------|--------|-----------|---------|------------|--------",
@@ -192,10 +206,12 @@ export async function cmdClassify(argv: string[]): Promise<void> {
       input: { type: "string" },
       field: { type: "string", default: "text" },
       "lossy-utf8": { type: "boolean", default: false },
+      ...onLongOption,
     },
     strict: true,
   });
   if (!values.probe) throw new UsageError("classify needs --probe probe.json");
+  const onLong = onLongValue(values["on-long"]);
   if (!values.prompt && !values.input) throw new UsageError("classify needs --prompt TEXT (repeatable) or --input FILE.jsonl");
   const model = await loadModel(modelOptions(values));
   try {
@@ -208,9 +224,23 @@ export async function cmdClassify(argv: string[]): Promise<void> {
       ids = ids.concat(r.ids);
       texts = texts.concat(r.texts);
     }
-    const scores = await probe.score(model, texts);
-    const rows = texts.map((t, i) => ({ id: ids[i], text: t, score: scores[i], unsafe: flagged(scores[i], probe.threshold) }));
-    print(values.json, { threshold: probe.threshold, results: rows }, rows.map((r) => `${r.unsafe ? "UNSAFE" : "safe  "} ${r.score.toFixed(3)}  ${r.text.length > 90 ? `${r.text.slice(0, 90)}…` : r.text}`).join("\n"));
+    // a prompt too long to read (--on-long skip) scores NaN and is flagged: it was not checked
+    const lengths = texts.map((t) => model.tokenize(t, { chat: probe.chatOption() }).length);
+    const scores = await probe.score(model, texts, { onLong });
+    const limit = model.info.contextSize;
+    const rows = texts.map((t, i) => ({
+      id: ids[i],
+      text: t,
+      score: Number.isNaN(scores[i]) ? null : scores[i],
+      unsafe: flagged(scores[i], probe.threshold),
+      ...(lengths[i] > limit ? { long: onLong === "skip" ? "skipped" : "truncated" } : {}),
+    }));
+    const skippedIds = rows.filter((r) => r.long === "skipped").map((r) => r.id);
+    print(
+      values.json,
+      { threshold: probe.threshold, results: rows, skipped: skippedIds.length, skippedIds },
+      rows.map((r) => `${r.unsafe ? "UNSAFE" : "safe  "} ${r.score === null ? "  n/a" : r.score.toFixed(3)}${r.long ? ` (${r.long})` : ""}  ${r.text.length > 90 ? `${r.text.slice(0, 90)}…` : r.text}`).join("\n"),
+    );
   } finally {
     await model.dispose();
   }

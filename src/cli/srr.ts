@@ -8,13 +8,13 @@ import { loadModel } from "../core/model";
 import { readJsonl } from "../io/jsonl";
 import { evaluateRanker, loadRankerData, type RankerEvaluation, trainRankerOnFiles } from "../srr/pipeline";
 import { Ranker } from "../srr/ranker";
-import { common, intOption, listData, listDataOptions, modelOptions, numOption, parseLayers, print, UsageError, logger } from "./util";
+import { common, intOption, listData, listDataOptions, modelOptions, numOption, onLongValue, parseLayers, print, UsageError, logger } from "./util";
 
 function evalText(e: RankerEvaluation): string {
   const b = e.baselines;
   const f = (x: number | null) => (x === null ? "n/a" : x.toFixed(3));
   return [
-    `lists ${e.lists} (skipped ${e.skipped})  top-1 safe ${e.top1.toFixed(3)}  pairwise ${e.pairwise.toFixed(3)}  NDCG ${e.ndcg.toFixed(3)}  MRR ${e.mrr.toFixed(3)}`,
+    `lists ${e.lists} (skipped ${e.skipped}${e.skippedLongIds.length ? `, ${e.skippedLongIds.length} longer than the context` : ""}${e.truncatedIds.length ? `, ${e.truncatedIds.length} truncated` : ""})  top-1 safe ${e.top1.toFixed(3)}  pairwise ${e.pairwise.toFixed(3)}  NDCG ${e.ndcg.toFixed(3)}  MRR ${e.mrr.toFixed(3)}`,
     `baselines (top-1 safe): random ${f(b.random)}  first ${f(b.first)}  shortest ${f(b.shortest)}  longest ${f(b.longest)}  logprob ${f(b.logprob)}  probe ${f(b.probe)}`,
   ].join("\n");
 }
@@ -50,8 +50,9 @@ export async function cmdTrainRanker(argv: string[]): Promise<void> {
       tau: numOption(values.tau, "tau"),
       epochs: intOption(values.epochs, "epochs"),
       maxResponseTokens: intOption(values["max-response-tokens"], "max-response-tokens"),
+      checkpoint: values.out,
     });
-    await r.ranker.save(values.out);
+    await r.ranker.save(values.out); // the final ranker (with its test figures) over the checkpoint
     const value = { out: path.resolve(values.out), layer: r.ranker.layer, config: r.ranker.config, trainSeconds: r.trainSeconds, seconds: r.seconds, test: r.test };
     print(values.json, value, `wrote ${value.out}: ${r.ranker.config.lite ? "lite " : ""}ranker on layer ${r.ranker.layer} (trained in ${r.trainSeconds.toFixed(1)} s)\ntest: ${evalText(r.test)}`);
   } finally {
@@ -73,7 +74,7 @@ export async function cmdEvalRanker(argv: string[]): Promise<void> {
     const ranker = await Ranker.load(values.ranker, model);
     const data = await loadRankerData(listData(values, log));
     const items = values.split === "all" ? data.items : data.test;
-    const e = await evaluateRanker(model, ranker, items, { trainItems: data.train, logprob: !values["no-logprob"], onLog: log });
+    const e = await evaluateRanker(model, ranker, items, { trainItems: data.train, logprob: !values["no-logprob"], onLog: log, onLong: onLongValue(values["on-long"]) });
     print(values.json, e, `${values.ranker} on the ${values.split} split:\n${evalText(e)}`);
   } finally {
     await model.dispose();
@@ -89,12 +90,14 @@ export async function cmdRank(argv: string[]): Promise<void> {
       instruction: { type: "string" },
       candidate: { type: "string", multiple: true },
       input: { type: "string" },
-      chat: { type: "boolean", default: false },
       "lossy-utf8": { type: "boolean", default: false },
+      "on-long": { type: "string", default: "error" },
     },
     strict: true,
   });
   if (!values.ranker) throw new UsageError("rank needs --ranker ranker.json");
+  const onLong = onLongValue(values["on-long"]);
+  if (onLong === "skip") throw new UsageError("rank --on-long takes error or truncate");
   let lists: { prompt: string; candidates: string[] }[] = [];
   if (values.instruction !== undefined) {
     if (!values.candidate || values.candidate.length === 0) throw new UsageError("rank needs --candidate TEXT (repeat it) with --instruction");
@@ -115,7 +118,7 @@ export async function cmdRank(argv: string[]): Promise<void> {
     const ranker = await Ranker.load(values.ranker, model);
     const out: { prompt: string; best: number; order: number[]; scores: number[]; probabilities: number[]; safest: string }[] = [];
     for (const l of lists) {
-      const r = await ranker.rank(model, l.prompt, l.candidates);
+      const r = await ranker.rank(model, l.prompt, l.candidates, { onLong });
       out.push({ prompt: l.prompt, best: r.best, order: r.order, scores: Array.from(r.scores), probabilities: Array.from(r.probabilities), safest: l.candidates[r.best] });
     }
     print(

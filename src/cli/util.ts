@@ -73,8 +73,8 @@ export const listDataOptions = {
   "max-chars": { type: "string" },
   "test-source": { type: "string", multiple: true },
   "lossy-utf8": { type: "boolean", default: false },
+  "on-long": { type: "string", default: "skip" },
 } as const;
-
 
 /** The response-list data options of a parsed command line. */
 export function listData(values: Values, log: (m: string) => void) {
@@ -88,8 +88,18 @@ export function listData(values: Values, log: (m: string) => void) {
     maxCandidates: intOption(values["max-candidates"] as string | undefined, "max-candidates"),
     maxChars: intOption(values["max-chars"] as string | undefined, "max-chars"),
     testSources: (values["test-source"] as string[] | undefined) ?? undefined,
+    onLong: onLongValue(values["on-long"]),
     onLog: log,
   };
+}
+
+/** The --on-long option (records longer than the context). */
+export const onLongOption = { "on-long": { type: "string", default: "skip" } } as const;
+
+/** Parses --on-long. */
+export function onLongValue(v: unknown): "skip" | "truncate" | "error" {
+  if (v === "skip" || v === "truncate" || v === "error") return v;
+  throw new UsageError(`--on-long must be skip, truncate or error, got ${JSON.stringify(v)}`);
 }
 
 /** A logger to stderr, silent with --json. */

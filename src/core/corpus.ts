@@ -234,3 +234,45 @@ export async function captureToFile(model: CorpusModel, records: readonly Captur
     resumed,
   };
 }
+
+/** Inputs tokenized and fitted to the context by a long-record policy. */
+export interface FittedInputs {
+  /** The kept inputs' tokens (null when none is kept). */
+  prepared: PreparedTexts | null;
+  /** For each prepared text, the index of its input. */
+  rows: number[];
+  /** Indices of inputs left out (policy "skip"). */
+  skipped: number[];
+  /** Indices of inputs cut to the context (policy "truncate"). */
+  truncated: number[];
+}
+
+/** Tokenizes inputs as the model reads them and applies the long-record policy to each. */
+export function fitInputs(
+  model: Pick<CorpusModel, "info" | "tokenize">,
+  inputs: readonly CaptureInput[],
+  o: { chat?: boolean | ChatOptions; onLong?: OnLong; limit?: number } = {},
+): FittedInputs {
+  const onLong = checkOnLong(o.onLong);
+  const limit = o.limit ?? model.info.contextSize;
+  const kept: Int32Array[] = [];
+  const rows: number[] = [];
+  const skipped: number[] = [];
+  const truncated: number[] = [];
+  inputs.forEach((input, i) => {
+    const fit = fitTokens(model.tokenize(input, { chat: o.chat }), limit, onLong, model.info.bosId, `texts[${i}]`);
+    if (!fit) {
+      skipped.push(i);
+      return;
+    }
+    if (fit.truncated) truncated.push(i);
+    kept.push(fit.tokens);
+    rows.push(i);
+  });
+  if (kept.length === 0) return { prepared: null, rows, skipped, truncated };
+  const offsets = new Uint32Array(kept.length + 1);
+  kept.forEach((t, i) => (offsets[i + 1] = offsets[i] + t.length));
+  const tokens = new Int32Array(offsets[kept.length]);
+  kept.forEach((t, i) => tokens.set(t, offsets[i]));
+  return { prepared: { tokens, offsets }, rows, skipped, truncated };
+}

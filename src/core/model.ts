@@ -33,7 +33,7 @@ import {
   runGeneration,
   type TokenEvent,
 } from "./generate";
-import { type CaptureToFileOptions, type CaptureToFileReport, captureToFile } from "./corpus";
+import { type CaptureToFileOptions, type CaptureToFileReport, captureToFile, fitTokens } from "./corpus";
 import { SessionHost } from "./session";
 import { checkTemplateDate } from "./template";
 import {
@@ -572,25 +572,37 @@ export class Model {
    */
   async continuationLogprobs(
     pairs: readonly { prompt: CaptureInput; continuation: string }[],
-    options: PrepareOptions = {},
+    options: PrepareOptions & {
+      /** Read at most this many continuation tokens (its start). */
+      maxContinuationTokens?: number;
+      /** A pair longer than the context: "error" (default, TEXT_TOO_LONG) or "truncate" (the continuation's start, then the prompt's end, are kept). */
+      onLong?: "error" | "truncate";
+    } = {},
   ): Promise<{ sum: Float64Array; mean: Float64Array; tokens: Uint32Array }> {
     const callSite = new Error();
     this.checkUsable();
     if (!Array.isArray(pairs) || pairs.length === 0) throw new TypeError("pairs must be a non-empty array of { prompt, continuation }");
+    const ctx = this.info.contextSize;
     const seqs: Int32Array[] = [];
     const scoreFrom = new Uint32Array(pairs.length);
     const counts = new Uint32Array(pairs.length);
     pairs.forEach((p, i) => {
       if (typeof p?.continuation !== "string" || p.continuation.length === 0) throw new InputError("TEXT_EMPTY", `pairs[${i}].continuation is empty`);
-      const head = this.tokenizeOne(p.prompt, options, `pairs[${i}].prompt`);
-      const tail = this.native.tokenize(p.continuation, false, false);
+      let head = this.tokenizeOne(p.prompt, options, `pairs[${i}].prompt`);
+      let tail = this.native.tokenize(p.continuation, false, false);
       if (tail.length === 0) throw new InputError("TEXT_EMPTY", `pairs[${i}].continuation is empty`);
+      if (options.maxContinuationTokens !== undefined) tail = tail.subarray(0, Math.max(1, options.maxContinuationTokens));
+      if (head.length + tail.length > ctx) {
+        if (options.onLong !== "truncate") {
+          throw new InputError("TEXT_TOO_LONG", `pairs[${i}] has ${head.length + tail.length} tokens but the context holds ${ctx}`);
+        }
+        // keep the continuation's start (at least a quarter of the context when the prompt is long), then the prompt's end
+        tail = tail.subarray(0, Math.max(1, Math.min(tail.length, ctx - Math.min(head.length, ctx - Math.max(1, Math.floor(ctx / 4))))));
+        if (head.length + tail.length > ctx) head = fitTokens(head, ctx - tail.length, "truncate", this.info.bosId, `pairs[${i}].prompt`)!.tokens;
+      }
       const all = new Int32Array(head.length + tail.length);
       all.set(head);
       all.set(tail, head.length);
-      if (all.length > this.info.contextSize) {
-        throw new InputError("TEXT_TOO_LONG", `pairs[${i}] has ${all.length} tokens but the context holds ${this.info.contextSize}`);
-      }
       seqs.push(all);
       scoreFrom[i] = head.length;
       counts[i] = tail.length;

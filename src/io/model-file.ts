@@ -4,7 +4,7 @@
  * were rendered, and `training` notes. A model file is data: every field is checked,
  * nothing is evaluated. Reading and writing are atomic; errors are ModelFileError.
  */
-import { promises as fsp } from "node:fs";
+import { closeSync, fsyncSync, openSync, promises as fsp, renameSync, writeSync } from "node:fs";
 
 import { ModelFileError, type ModelFileKind } from "../errors";
 import { writeTextAtomically } from "./fileio";
@@ -42,6 +42,19 @@ export async function readJsonFile(file: string, kind: ModelFileKind): Promise<u
 /** Writes JSON atomically (temporary file, then rename). */
 export function writeJsonFile(file: string, value: unknown): Promise<void> {
   return writeTextAtomically(file, `${JSON.stringify(value)}\n`);
+}
+
+/** writeJsonFile from synchronous code (a training loop's checkpoint): temporary file, fsync, rename. */
+export function writeJsonFileSync(file: string, value: unknown): void {
+  const tmp = `${file}.${process.pid}.checkpoint.tmp`;
+  const fd = openSync(tmp, "w");
+  try {
+    writeSync(fd, `${JSON.stringify(value)}\n`);
+    fsyncSync(fd);
+  } finally {
+    closeSync(fd);
+  }
+  renameSync(tmp, file);
 }
 
 /** A parsed model file whose envelope (format, version, model identity) was checked. */

@@ -5,6 +5,7 @@
  */
 import { checkLayers, type Features, type LayerSpec } from "../core/activations";
 import { chatOptionOf } from "../core/chat";
+import { fitInputs, type OnLong } from "../core/corpus";
 import type { Model } from "../core/model";
 import { ActivationCache } from "./cache";
 import { labelsOf, loadPromptFiles, PromptRecord, sourcesOf, splitRecords } from "./data";
@@ -20,6 +21,8 @@ export interface DataOptions {
   limitPerFile?: number;
   /** Replace bytes that are not valid UTF-8 instead of failing. */
   lossyUtf8?: boolean;
+  /** Prompts longer than the context: "skip" (default; counted and listed), "truncate" (their last tokens), "error". */
+  onLong?: OnLong;
   /** Activation cache folder; null disables the cache. Default: ActivationCache.defaultDir(). */
   cacheDir?: string | null;
   input?: ProbeInput;
@@ -34,7 +37,11 @@ export interface FeatureSet {
   features: Map<LayerSpec, Features>;
 }
 
-/** Hidden states of the records' prompts at the given layers (cached when a cache folder is given). */
+/**
+ * Hidden states of the records' prompts at the given layers (cached when a cache folder is
+ * given). Prompts longer than the context are cut to their last tokens (the probe reads the
+ * assistant prefix there); those are captured directly, not cached under their full text.
+ */
 export async function featuresFor(
   model: Model,
   records: PromptRecord[],
@@ -42,8 +49,29 @@ export async function featuresFor(
   opts: { input?: ProbeInput; cacheDir?: string | null; onLog?: (m: string) => void; signal?: AbortSignal } = {},
 ): Promise<FeatureSet> {
   const input = opts.input ?? DEFAULT_PROBE_INPUT;
-  const texts = records.map((r) => r.text);
   const chat = chatOptionOf(input);
+  const long = fitInputs(model, records.map((r) => r.text), { chat, onLong: "truncate" }).truncated;
+  if (long.length > 0) {
+    const cut = new Set(long);
+    const whole = records.filter((_, i) => !cut.has(i));
+    const rest = whole.length ? await featuresFor(model, whole, layers, opts) : null;
+    const fit = fitInputs(model, long.map((i) => records[i].text), { chat, onLong: "truncate" });
+    const acts = await model.capture(fit.prepared!, { layers, pool: "last", signal: opts.signal });
+    const d = model.info.nEmbd;
+    const features = new Map<LayerSpec, Features>();
+    for (const l of layers) {
+      const data = new Float32Array(records.length * d);
+      let w = 0;
+      let c = 0;
+      records.forEach((_, i) => {
+        const src = cut.has(i) ? acts.layer(l).subarray(c++ * d, c * d) : rest!.features.get(l)!.data.subarray(w++ * d, w * d);
+        data.set(src, i * d);
+      });
+      features.set(l, { data, rows: records.length, cols: d });
+    }
+    return { records, labels: labelsOf(records), sources: sourcesOf(records), features };
+  }
+  const texts = records.map((r) => r.text);
   let features: Map<LayerSpec, Features>;
   if (opts.cacheDir === null) {
     const acts = await model.capture(texts, { layers, pool: "last", chat, signal: opts.signal });
@@ -76,25 +104,44 @@ export function renderingOf(model: Model, input: ProbeInput): { date: string; sy
   return { date: r.date ?? input.date, systemMerged: r.systemMerged };
 }
 
-/** Drops prompts that do not fit the model's context once rendered (reported, never silent). */
-export function fitContext(model: Model, records: PromptRecord[], input: ProbeInput, onLog?: (m: string) => void): PromptRecord[] {
-  const chat = chatOptionOf(input);
+/** What the long-record policy did: ids of prompts left out and of prompts cut to the context. */
+export interface LongRecords {
+  skippedIds: string[];
+  truncatedIds: string[];
+}
+
+/**
+ * Applies the long-record policy to prompts rendered as the model reads them: "skip"
+ * drops those longer than the context, "truncate" keeps them (their features are read
+ * from their last tokens), "error" throws TEXT_TOO_LONG before anything is captured.
+ * Reported, never silent.
+ */
+export function fitContext(model: Model, records: PromptRecord[], input: ProbeInput, onLong: OnLong = "skip", onLog?: (m: string) => void): { records: PromptRecord[]; long: LongRecords } {
+  const fit = fitInputs(
+    model,
+    records.map((r) => r.text),
+    { chat: chatOptionOf(input), onLong },
+  );
+  const skipped = new Set(fit.skipped);
+  const long: LongRecords = { skippedIds: fit.skipped.map((i) => records[i].id), truncatedIds: fit.truncated.map((i) => records[i].id) };
   const limit = model.info.contextSize;
-  const kept = records.filter((r) => model.tokenize(r.text, { chat }).length <= limit);
-  if (kept.length < records.length) onLog?.(`skipped ${records.length - kept.length} prompt(s) longer than the context (${limit} tokens)`);
-  return kept;
+  if (long.skippedIds.length) onLog?.(`skipped ${long.skippedIds.length} prompt(s) longer than the context (${limit} tokens)`);
+  if (long.truncatedIds.length) onLog?.(`cut ${long.truncatedIds.length} prompt(s) longer than the context (${limit} tokens) to their last tokens`);
+  return { records: records.filter((_, i) => !skipped.has(i)), long };
 }
 
 export async function loadAndSplit(opts: DataOptions, model?: Model) {
   const loaded = await loadPromptFiles(opts.files, { limitPerFile: opts.limitPerFile, lossyUtf8: opts.lossyUtf8 });
   const stats = loaded.stats;
-  const records = model ? fitContext(model, loaded.records, opts.input ?? DEFAULT_PROBE_INPUT, opts.onLog) : loaded.records;
+  const fitted = model ? fitContext(model, loaded.records, opts.input ?? DEFAULT_PROBE_INPUT, opts.onLong ?? "skip", opts.onLog) : null;
+  const records = fitted ? fitted.records : loaded.records;
+  const long: LongRecords = fitted ? fitted.long : { skippedIds: [], truncatedIds: [] };
   const splits = splitRecords(records, { seed: opts.seed ?? 1, fractions: opts.fractions ?? [0.7, 0.15, 0.15] });
   opts.onLog?.(
     `data: ${records.length} prompts (${records.filter((r) => r.label === 1).length} unsafe) from ${opts.files.length} file(s); ` +
       `${stats.duplicates} duplicates and ${stats.conflicts} conflicting texts dropped; split ${splits.train.length}/${splits.val.length}/${splits.test.length}`,
   );
-  return { records, stats, splits };
+  return { records, stats, splits, long };
 }
 
 export interface Evaluation {
@@ -115,12 +162,12 @@ export interface TrainProbeOptions extends DataOptions {
 }
 
 /** The whole training job: data, features, training, threshold on validation, evaluation on the test split. */
-export async function trainProbe(model: Model, o: TrainProbeOptions): Promise<{ probe: Probe; test: Evaluation; seconds: number }> {
+export async function trainProbe(model: Model, o: TrainProbeOptions): Promise<{ probe: Probe; test: Evaluation; seconds: number; long: LongRecords }> {
   const t0 = performance.now();
   const input = o.input ?? DEFAULT_PROBE_INPUT;
   const layers = o.layers ?? (o.method === "mlpm" ? Array.from({ length: model.info.nLayer }, (_, i) => i) : [Math.floor(model.info.nLayer / 2)]);
   checkLayers(layers, model.info.nLayer);
-  const { splits } = await loadAndSplit(o, model);
+  const { splits, long } = await loadAndSplit(o, model);
   const all = [...splits.train, ...splits.val, ...splits.test];
   const fs = await featuresFor(model, all, layers, { input, cacheDir: o.cacheDir, onLog: o.onLog, signal: o.signal });
   const nTrain = splits.train.length;
@@ -145,6 +192,9 @@ export async function trainProbe(model: Model, o: TrainProbeOptions): Promise<{ 
     data: {
       files: o.files,
       ...renderingOf(model, input),
+      onLong: o.onLong ?? "skip",
+      skippedIds: long.skippedIds,
+      truncatedIds: long.truncatedIds,
       seed: o.seed ?? 1,
       fractions: o.fractions ?? [0.7, 0.15, 0.15],
       train: nTrain,
@@ -157,18 +207,18 @@ export async function trainProbe(model: Model, o: TrainProbeOptions): Promise<{ 
   const testScores = probe.scoreFeatures(testFeatures);
   const test = evaluateScores(testScores, labelsAt(testRows), testRows.map((r) => fs.sources[r]), probe.threshold);
   (probe.training as Record<string, unknown>).test = test.overall;
-  return { probe, test, seconds: (performance.now() - t0) / 1000 };
+  return { probe, test, seconds: (performance.now() - t0) / 1000, long };
 }
 
 /** Scores a probe on labelled files: the test split of the same split, or every record (split "all"). */
-export async function evaluateProbe(model: Model, probe: Probe, o: DataOptions & { split?: "test" | "all" }): Promise<Evaluation & { n: number }> {
+export async function evaluateProbe(model: Model, probe: Probe, o: DataOptions & { split?: "test" | "all" }): Promise<Evaluation & { n: number; long: LongRecords }> {
   probe.checkModel(model);
-  const { records, splits } = await loadAndSplit({ ...o, input: probe.input }, model);
+  const { records, splits, long } = await loadAndSplit({ ...o, input: probe.input }, model);
   const use = o.split === "all" ? records : splits.test;
   if (use.length === 0) throw new RangeError("no records to evaluate");
   const fs = await featuresFor(model, use, [...probe.layers], { input: probe.input, cacheDir: o.cacheDir, onLog: o.onLog, signal: o.signal });
   const scores = probe.scoreFeatures(probe.layers.map((l) => fs.features.get(l)!));
-  return { n: use.length, ...evaluateScores(scores, fs.labels, fs.sources, probe.threshold) };
+  return { n: use.length, ...evaluateScores(scores, fs.labels, fs.sources, probe.threshold), long };
 }
 
 export interface SweepRow {
@@ -182,11 +232,11 @@ export interface SweepRow {
 export async function sweepLayers(
   model: Model,
   o: DataOptions & { method?: Exclude<ProbeMethod, "mlpm">; methodOptions?: Record<string, unknown> },
-): Promise<{ rows: SweepRow[]; best: SweepRow; method: string }> {
+): Promise<{ rows: SweepRow[]; best: SweepRow; method: string; long: LongRecords }> {
   const method = o.method ?? "lpm";
   const input = o.input ?? DEFAULT_PROBE_INPUT;
   const layers: LayerSpec[] = [...Array.from({ length: model.info.nLayer }, (_, i) => i), "final"];
-  const { splits } = await loadAndSplit(o, model);
+  const { splits, long } = await loadAndSplit(o, model);
   const all = [...splits.train, ...splits.val, ...splits.test];
   const fs = await featuresFor(model, all, layers, { input, cacheDir: o.cacheDir, onLog: o.onLog, signal: o.signal });
   const nTrain = splits.train.length;
@@ -217,6 +267,6 @@ export async function sweepLayers(
     o.onLog?.(`layer ${String(layer).padStart(5)}: val F1 ${rows[rows.length - 1].val.f1.toFixed(3)} AUROC ${rows[rows.length - 1].val.auroc.toFixed(3)}`);
   }
   const best = rows.reduce((a, b) => (b.val.f1 > a.val.f1 || (b.val.f1 === a.val.f1 && b.val.auroc > a.val.auroc) ? b : a));
-  return { rows, best, method };
+  return { rows, best, method, long };
 }
 

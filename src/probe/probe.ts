@@ -10,6 +10,7 @@
 
 import { type Features, type LayerSpec } from "../core/activations";
 import { chatOptionOf, type ChatOptions, DEFAULT_INPUT_FORMAT, type InputFormat, readInputFormat } from "../core/chat";
+import { fitInputs, type OnLong } from "../core/corpus";
 import type { Model } from "../core/model";
 import "../core/native-math";
 import { checkModelIdentity, identityOf, type ModelIdentity, readEnvelope, readJsonFile, writeJsonFile } from "../io/model-file";
@@ -141,11 +142,25 @@ export class Probe {
     return out;
   }
 
-  /** Scores prompts on a model: captures the probe's layers the way it was trained, then scores. */
-  async score(model: Model, prompts: readonly (string | { role: string; content: string }[])[], options: { signal?: AbortSignal } = {}): Promise<Float32Array> {
+  /**
+   * Scores prompts on a model: captures the probe's layers the way it was trained, then
+   * scores. A prompt longer than the context follows `onLong`: "error" (default: TEXT_TOO_LONG),
+   * "truncate" (its last tokens are read), or "skip" (its score is NaN, which every check
+   * counts as unsafe: a prompt that cannot be read is not passed).
+   */
+  async score(
+    model: Model,
+    prompts: readonly (string | { role: string; content: string }[])[],
+    options: { signal?: AbortSignal; onLong?: OnLong } = {},
+  ): Promise<Float32Array> {
     this.checkModel(model);
-    const acts = await model.capture(prompts, { layers: [...this.layers], pool: "last", chat: this.chatOption(), signal: options.signal });
-    return this.scoreFeatures(this.layers.map((l) => acts.features(l)));
+    const fit = fitInputs(model, prompts, { chat: this.chatOption(), onLong: options.onLong ?? "error" });
+    const out = new Float32Array(prompts.length).fill(NaN);
+    if (!fit.prepared) return out;
+    const acts = await model.capture(fit.prepared, { layers: [...this.layers], pool: "last", signal: options.signal });
+    const scores = this.scoreFeatures(this.layers.map((l) => acts.features(l)));
+    fit.rows.forEach((r, k) => (out[r] = scores[k]));
+    return out;
   }
 
   /** The `chat` option that renders prompts as this probe expects. */

@@ -59,7 +59,7 @@ export interface GuardTraining {
   confusion: Confusion;
   /** Unsafe prompts scored lowest (missed) and safe prompts scored highest (false alarms), on the test split. */
   hardest: { missed: Mistake[]; falseAlarms: Mistake[] };
-  data: { files: string[]; train: number; val: number; test: number; perSource: Record<string, { safe: number; unsafe: number }> };
+  data: { files: string[]; train: number; val: number; test: number; perSource: Record<string, { safe: number; unsafe: number }>; skippedIds: string[]; truncatedIds: string[] };
   targetFpr: number;
   seconds: number;
 }
@@ -73,7 +73,7 @@ export async function trainGuard(model: Model, o: TrainGuardOptions = {}): Promi
   if (files.length === 0) throw new TypeError("no data: give files, or leave the starter data on");
   const methods = o.methods ?? ["mlpm", "lpm", "logreg"];
   const input = o.input ?? DEFAULT_PROBE_INPUT;
-  const { splits } = await loadAndSplit({ ...o, files, input }, model);
+  const { splits, long } = await loadAndSplit({ ...o, files, input }, model);
   const all = [...splits.train, ...splits.val, ...splits.test];
   const nTrain = splits.train.length;
   const nVal = splits.val.length;
@@ -151,7 +151,7 @@ export async function trainGuard(model: Model, o: TrainGuardOptions = {}): Promi
     validation: chosen.val,
     confusion: confusionAt(testScores, yTest, probe.threshold),
     hardest: { missed: mistakes(1), falseAlarms: mistakes(0) },
-    data: { files, train: nTrain, val: nVal, test: rows.test.length, perSource },
+    data: { files, train: nTrain, val: nVal, test: rows.test.length, perSource, ...long },
     targetFpr,
     seconds: (performance.now() - t0) / 1000,
   };

@@ -5,6 +5,9 @@
 import { createHash } from "node:crypto";
 
 import { checkLayers, type LayerSpec } from "../core/activations";
+import { chatOptionOf, DEFAULT_INPUT_FORMAT, type InputFormat } from "../core/chat";
+import type { OnLong } from "../core/corpus";
+import { InputError } from "../errors";
 import type { Model } from "../core/model";
 import { Probe } from "../probe/probe";
 import type { Features } from "../core/activations";
@@ -20,6 +23,11 @@ export interface RankerDataOptions {
   limitPerFile?: number;
   /** Replace bytes that are not valid UTF-8 instead of failing. */
   lossyUtf8?: boolean;
+  /**
+   * Lists whose instruction alone fills the context: "skip" (default; counted and listed),
+   * "truncate" (the instruction's end and the responses' start are read), "error".
+   */
+  onLong?: OnLong;
   maxCandidates?: number;
   maxChars?: number;
   /** Cross-source generalisation: train (and validate) on every other source, test on these. */
@@ -31,6 +39,10 @@ export interface RankerDataOptions {
 
 export interface RankerEvaluation extends RankingMetrics {
   skipped: number;
+  /** Lists left out because their instruction alone fills the context (ids). */
+  skippedLongIds: string[];
+  /** Lists whose instruction was cut to its end (ids). */
+  truncatedIds: string[];
   baselines: { random: number; first: number; shortest: number; longest: number; logprob: number | null; probe: number | null };
 }
 
@@ -77,6 +89,28 @@ export async function loadRankerData(o: RankerDataOptions) {
   return { items, stats, train, val, test };
 }
 
+/**
+ * The long-record policy on lists: those whose rendered instruction leaves no room for a
+ * response are skipped (ids listed), kept to be truncated, or refused (TEXT_TOO_LONG).
+ */
+export function fitLists(model: Model, items: RankItem[], input: InputFormat | undefined, onLong: OnLong = "skip"): { kept: RankItem[]; skippedIds: string[]; truncatedIds: string[] } {
+  const chat = chatOptionOf(input ?? DEFAULT_INPUT_FORMAT);
+  const limit = model.info.contextSize;
+  const kept: RankItem[] = [];
+  const skippedIds: string[] = [];
+  const truncatedIds: string[] = [];
+  for (const it of items) {
+    const n = model.tokenize(it.prompt, { chat }).length;
+    if (n < limit) kept.push(it);
+    else if (onLong === "skip") skippedIds.push(it.id);
+    else if (onLong === "truncate") {
+      truncatedIds.push(it.id);
+      kept.push(it);
+    } else throw new InputError("TEXT_TOO_LONG", `list ${it.id}: its instruction has ${n} tokens but the context holds ${limit}`);
+  }
+  return { kept, skippedIds, truncatedIds };
+}
+
 function listsWithBoth(items: RankItem[]): { kept: RankItem[]; skipped: number } {
   const kept = items.filter(hasBothLabels);
   return { kept, skipped: items.length - kept.length };
@@ -107,12 +141,15 @@ export async function evaluateRanker(
     trainFeatures?: RankList[];
     logprob?: boolean;
     onLog?: (m: string) => void;
+    onLong?: OnLong;
   } = {},
 ): Promise<RankerEvaluation> {
   ranker.checkModel(model);
-  const { kept, skipped } = listsWithBoth(items);
+  const fitted = fitLists(model, items, ranker.input, opts.onLong);
+  const { kept, skipped } = listsWithBoth(fitted.kept);
   if (kept.length === 0) throw new RangeError("no list has both a safe and an unsafe candidate");
-  const feats = await srrFeatures(model, kept, ranker.layer, { input: ranker.input, maxResponseTokens: ranker.maxResponseTokens });
+  const truncate = { onLong: "truncate" as const };
+  const feats = await srrFeatures(model, kept, ranker.layer, { input: ranker.input, maxResponseTokens: ranker.maxResponseTokens, ...truncate });
   const ranked = feats.map((l) => ({ scores: ranker.scoreList(l).scores, safe: l.safe! }));
   const metrics = rankingMetrics(ranked);
   const baselines: RankerEvaluation["baselines"] = {
@@ -126,7 +163,8 @@ export async function evaluateRanker(
   if (opts.logprob ?? true) {
     // the model's own mean log-probability of each response given the instruction
     const pairs = kept.flatMap((it) => it.candidates.map((c) => ({ prompt: it.prompt, continuation: c.text })));
-    const lp = await model.continuationLogprobs(pairs, { chat: ranker.chatOption() });
+    // the same part of each response the ranker reads
+    const lp = await model.continuationLogprobs(pairs, { chat: ranker.chatOption(), maxContinuationTokens: ranker.maxResponseTokens, onLong: "truncate" });
     let k = 0;
     const lists = kept.map((it) => {
       const scores = lp.mean.slice(k, k + it.candidates.length);
@@ -139,7 +177,11 @@ export async function evaluateRanker(
     // a per-candidate logistic probe: P(safe) of each response on its own
     const trainFeats =
       opts.trainFeatures ??
-      (await srrFeatures(model, listsWithBoth(opts.trainItems).kept, ranker.layer, { input: ranker.input, maxResponseTokens: ranker.maxResponseTokens }));
+      (await srrFeatures(model, listsWithBoth(fitLists(model, opts.trainItems, ranker.input, opts.onLong).kept).kept, ranker.layer, {
+        input: ranker.input,
+        maxResponseTokens: ranker.maxResponseTokens,
+        ...truncate,
+      }));
     const { X, y } = flatten(trainFeats, model.info.nEmbd);
     const probe = Probe.train({ method: "logreg", layers: [ranker.layer], train: { features: [X], labels: y }, model });
     const d = model.info.nEmbd;
@@ -150,8 +192,8 @@ export async function evaluateRanker(
       }),
     );
   }
-  opts.onLog?.(`evaluated ${kept.length} lists (${skipped} skipped without both labels)`);
-  return { ...metrics, skipped, baselines };
+  opts.onLog?.(`evaluated ${kept.length} lists (${skipped} skipped without both labels${fitted.skippedIds.length ? `, ${fitted.skippedIds.length} longer than the context` : ""})`);
+  return { ...metrics, skipped, skippedLongIds: fitted.skippedIds, truncatedIds: fitted.truncatedIds, baselines };
 }
 
 export interface TrainRankerJob extends RankerDataOptions, RankerTrainOptions {
@@ -163,13 +205,19 @@ export async function trainRankerOnFiles(model: Model, o: TrainRankerJob): Promi
   const t0 = performance.now();
   const layer = o.layer ?? defaultRankerLayer(model.info.nLayer);
   checkLayers([layer], model.info.nLayer);
-  const { train, val, test } = await loadRankerData(o);
+  const data = await loadRankerData(o);
+  const fitTr = fitLists(model, data.train, o.input, o.onLong);
+  const fitVa = fitLists(model, data.val, o.input, o.onLong);
+  const [train, val, test] = [fitTr.kept, fitVa.kept, data.test];
+  const longIds = { skippedIds: [...fitTr.skippedIds, ...fitVa.skippedIds], truncatedIds: [...fitTr.truncatedIds, ...fitVa.truncatedIds] };
+  if (longIds.skippedIds.length) o.onLog?.(`skipped ${longIds.skippedIds.length} training/validation list(s) whose instruction fills the context`);
   const tr = listsWithBoth(train);
   const va = listsWithBoth(val);
   o.onLog?.(`training lists: ${tr.kept.length} (${tr.skipped} skipped without both labels); validation lists: ${va.kept.length}`);
   if (tr.kept.length === 0) throw new RangeError("no training list has both a safe and an unsafe candidate");
-  const trainFeats = await srrFeatures(model, tr.kept, layer, { input: o.input, maxResponseTokens: o.maxResponseTokens });
-  const valFeats = va.kept.length ? await srrFeatures(model, va.kept, layer, { input: o.input, maxResponseTokens: o.maxResponseTokens }) : undefined;
+  const feat = { input: o.input, maxResponseTokens: o.maxResponseTokens, onLong: "truncate" as const };
+  const trainFeats = await srrFeatures(model, tr.kept, layer, feat);
+  const valFeats = va.kept.length ? await srrFeatures(model, va.kept, layer, feat) : undefined;
   const ts = performance.now();
   const { ranker } = Ranker.fromLists(model, trainFeats, valFeats, { ...o, layer });
   const trainSeconds = (performance.now() - ts) / 1000;
@@ -181,9 +229,12 @@ export async function trainRankerOnFiles(model: Model, o: TrainRankerJob): Promi
     trainSkipped: tr.skipped,
     valLists: va.kept.length,
     testLists: test.length,
+    onLong: o.onLong ?? "skip",
+    ...longIds,
     trainSeconds,
   };
-  const evaluation = await evaluateRanker(model, ranker, test, { trainItems: train, trainFeatures: trainFeats, onLog: o.onLog });
+  if (o.checkpoint) await ranker.save(o.checkpoint);
+  const evaluation = await evaluateRanker(model, ranker, test, { trainItems: train, trainFeatures: trainFeats, onLog: o.onLog, onLong: o.onLong });
   (ranker.training as Record<string, unknown>).test = evaluation;
   return { ranker, test: evaluation, seconds: (performance.now() - t0) / 1000, trainSeconds };
 }

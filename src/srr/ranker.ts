@@ -15,7 +15,8 @@ import type { CaptureInput, LayerSpec } from "../core/activations";
 import { chatOptionOf, type ChatOptions, DEFAULT_INPUT_FORMAT, type InputFormat, readInputFormat } from "../core/chat";
 import type { GenerateOptions, GenerateResult, GenerationCandidate } from "../core/generate";
 import type { Model } from "../core/model";
-import { checkModelIdentity, identityOf, type ModelIdentity, readEnvelope, readJsonFile, writeJsonFile } from "../io/model-file";
+import { checkModelIdentity, identityOf, type ModelIdentity, readEnvelope, readJsonFile, writeJsonFile, writeJsonFileSync } from "../io/model-file";
+import { fitTokens } from "../core/corpus";
 import { initRanker, type RankerConfig, type RankerParams, type RankList, rankerScores } from "./network";
 import { trainRanker } from "./train";
 
@@ -56,6 +57,11 @@ export interface RankerTrainOptions {
   input?: InputFormat;
   maxResponseTokens?: number;
   onLog?: (m: string) => void;
+  /**
+   * A file the best ranker so far is written to (atomically) at each improvement, so an
+   * interruption or a late error loses no finished epoch.
+   */
+  checkpoint?: string;
 }
 
 /** Default layer: about a quarter of the depth, as the paper. */
@@ -99,6 +105,15 @@ export class Ranker {
       val,
       patience: o.patience,
       onEpoch: o.onLog ? (e) => o.onLog!(`epoch ${e.epoch}: train loss ${e.trainLoss.toFixed(4)}${e.valLoss !== undefined ? `, val loss ${e.valLoss.toFixed(4)}` : ""}`) : undefined,
+      onImprove: o.checkpoint
+        ? (params, e) => {
+            const partial = new Ranker(config, params, o.layer, o.input ?? DEFAULT_INPUT_FORMAT, o.maxResponseTokens ?? 256, identityOf(model.info), {
+              checkpoint: { epoch: e.epoch, trainLoss: e.trainLoss, valLoss: e.valLoss ?? null },
+              created: new Date().toISOString(),
+            });
+            writeJsonFileSync(o.checkpoint!, partial.toJSON());
+          }
+        : undefined,
     });
     const ranker = new Ranker(config, r.params, o.layer, o.input ?? DEFAULT_INPUT_FORMAT, o.maxResponseTokens ?? 256, identityOf(model.info), {
       summary: r.summary,
@@ -113,8 +128,12 @@ export class Ranker {
     return finishRanking(scores, this.config.tau);
   }
 
-  /** Ranks candidate responses to one instruction (one batched capture of instruction and candidates). */
-  async rank(model: Model, instruction: CaptureInput, candidates: readonly string[]): Promise<RankResult> {
+  /**
+   * Ranks candidate responses to one instruction (one batched capture of instruction and
+   * candidates). An instruction that alone fills the context is an error, or with
+   * onLong "truncate" its last tokens are read.
+   */
+  async rank(model: Model, instruction: CaptureInput, candidates: readonly string[], options: { onLong?: "error" | "truncate" } = {}): Promise<RankResult> {
     this.checkModel(model);
     if (!Array.isArray(candidates) || candidates.length === 0) throw new TypeError("candidates must be a non-empty array of strings");
     candidates.forEach((c, i) => {
@@ -123,6 +142,7 @@ export class Ranker {
     const [list] = await srrFeatures(model, [{ prompt: instruction, candidates: candidates.map((text) => ({ text })) }], this.layer, {
       input: this.input,
       maxResponseTokens: this.maxResponseTokens,
+      onLong: options.onLong,
     });
     return this.scoreList(list);
   }
@@ -275,16 +295,29 @@ export async function srrFeatures(
   model: Model,
   lists: readonly SrrListInput[],
   layer: LayerSpec,
-  opts: { input?: InputFormat; maxResponseTokens?: number; signal?: AbortSignal; onProgress?: (done: number, total: number) => void } = {},
+  opts: {
+    input?: InputFormat;
+    maxResponseTokens?: number;
+    /** An instruction that leaves no room for a response: "error" (default, TEXT_TOO_LONG) or "truncate" (its last tokens are kept). */
+    onLong?: "error" | "truncate";
+    signal?: AbortSignal;
+    onProgress?: (done: number, total: number) => void;
+  } = {},
 ): Promise<RankList[]> {
   const chat = chatOptionOf(opts.input ?? DEFAULT_INPUT_FORMAT);
   const maxResp = opts.maxResponseTokens ?? 256;
+  const ctx = model.info.contextSize;
   const seqs: Int32Array[] = [];
   const shape: { m: number; safe: Uint8Array | undefined }[] = [];
   lists.forEach((l, li) => {
-    const head = model.tokenize(l.prompt, { chat });
+    let head = model.tokenize(l.prompt, { chat });
+    if (head.length >= ctx) {
+      // the instruction alone fills the context: keep its end (the assistant prefix) and room for the responses' start
+      const fit = fitTokens(head, ctx - Math.min(maxResp, Math.max(1, Math.floor(ctx / 4))), opts.onLong ?? "error", model.info.bosId, `lists[${li}].prompt`);
+      head = fit!.tokens;
+    }
     seqs.push(head);
-    const room = Math.max(1, Math.min(maxResp, model.info.contextSize - head.length));
+    const room = Math.max(1, Math.min(maxResp, ctx - head.length));
     const labelled = l.candidates.every((c) => typeof c.safe === "boolean");
     l.candidates.forEach((c, ci) => {
       if (typeof c.text !== "string" || c.text.length === 0) throw new TypeError(`lists[${li}].candidates[${ci}] has no text`);

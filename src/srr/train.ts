@@ -30,6 +30,11 @@ export interface TrainRankerOptions {
   /** Epochs without a validation improvement before stopping (default 5). */
   patience?: number;
   onEpoch?: (e: { epoch: number; trainLoss: number; valLoss?: number }) => void;
+  /**
+   * Called with the best parameters so far whenever they change (each validation
+   * improvement; every epoch without validation lists): where a caller checkpoints them.
+   */
+  onImprove?: (params: RankerParams, e: { epoch: number; trainLoss: number; valLoss?: number }) => void;
 }
 
 export interface TrainRankerSummary {
@@ -152,8 +157,13 @@ export function trainRanker(
     if (valLoss !== undefined) {
       const improved = valLoss < stopper.bestLoss;
       const stop = stopper.observe(valLoss, epoch, snapshot);
-      if (improved) bestTrain = trainLoss;
+      if (improved) {
+        bestTrain = trainLoss;
+        opts.onImprove?.(stopper.best, { epoch, trainLoss, valLoss });
+      }
       if (stop) break;
+    } else if (opts.onImprove) {
+      opts.onImprove(snapshot(), { epoch, trainLoss });
     }
   }
   const best = val ? stopper.best : snapshot();

@@ -11,7 +11,7 @@ import { promisify } from "node:util";
 
 import { loadAddon } from "../../src/core/addon-loader";
 import { BackendError } from "../../src/errors";
-import { loadModel } from "../../src/model";
+import { loadModel } from "../../src/core/model";
 import { MODEL, maxAbsDiff, tmpDir } from "../helpers";
 import { HOST, PREBUILT_NAME, ROOT, stagePackage } from "../stage";
 

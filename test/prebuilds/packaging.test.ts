@@ -8,7 +8,7 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import { promisify } from "node:util";
 
-import { loadModel } from "../../src/model";
+import { loadModel } from "../../src/core/model";
 import { MODEL, maxAbsDiff, tmpDir } from "../helpers";
 import { HOST, PREBUILT_NAME, ROOT, truncated } from "../stage";
 
