@@ -9,36 +9,54 @@ import { DEFAULT_MODEL_PATH } from "../core/model";
 import { SafetyLensError } from "../errors";
 import { UsageError } from "./util";
 
-const USAGE = `safety-lens: hidden states of llama.cpp models, for safety probes and rankers
+const USAGE = `safety-lens: hidden states of llama.cpp models, for safety probes, guards, rankers and monitors
 
 Usage:
-  safety-lens info    [--model PATH] [--json]
-  safety-lens capture [--model PATH] --input FILE.jsonl --layers 4,12,final [--pool last|mean]
-                      [--chat] [--field text] [--out FILE.safetensors] [--json]
-  safety-lens generate [--model PATH] --prompt TEXT [--n 4] [--max-tokens 64] [--temperature 0.8]
-                      [--top-p 0.95] [--top-k 40] [--min-p 0.05] [--seed 1] [--stop S]... [--chat]
-                      [--layers 6,final [--response last|mean]] [--json]
-  safety-lens bench   [--model PATH | --synthetic 24x896] [--texts N] [--only capture|generate|probe|srr] [--json]
-  safety-lens train-probe --data FILE.jsonl... [--method logreg|mlp|lpm|mlpm] [--layer N | --layers a,b]
-                      [--threshold 0.5|best-f1|fpr:0.05] [--seed 1] [--out probe.json] [--json]
-  safety-lens eval-probe --probe probe.json --data FILE.jsonl... [--split test|all] [--baseline prompted] [--json]
-  safety-lens sweep   --data FILE.jsonl... [--method lpm|logreg|mlp] [--svg sweep.svg] [--json]
-  safety-lens classify --probe probe.json (--prompt TEXT... | --input FILE.jsonl) [--json]
-  safety-lens train-ranker --data LISTS.jsonl... [--layer N] [--lite] [--width 64] [--epochs 30] [--test-source S]
-                      [--max-candidates N] [--max-chars N] [--out ranker.json] [--json]
-  safety-lens eval-ranker --ranker ranker.json --data LISTS.jsonl... [--split test|all] [--json]
-  safety-lens rank    --ranker ranker.json (--instruction TEXT --candidate TEXT... | --input LISTS.jsonl) [--json]
+  safety-lens info    [--json]
   safety-lens demo    [--json]
+  safety-lens capture --input FILE.jsonl --layers 4,12,final --out FILE.safetensors [--pool last|mean] [--chat]
+                      [--field text] [--resume | --overwrite] [--shard i/n] [--split-layers] [--chunk-rows N]
+                      [--on-long skip|truncate|error] [--lossy-utf8]
+  safety-lens merge   FILE.safetensors... --out FILE.safetensors [--allow-partial]
+  safety-lens generate --prompt TEXT [--n 4] [--max-tokens 64] [--temperature 0.8] [--top-p 0.95] [--top-k 40]
+                      [--min-p 0.05] [--seed 1] [--stop S]... [--chat] [--layers 6,final [--response last|mean]]
+  safety-lens chat    [--probe probe.json] [--monitor monitor.json] [--ranker ranker.json --n 4] [--system-prompt TEXT]
+                      [--script TURNS.jsonl] [--context-policy drop-oldest|error] [--max-tokens N] [sampling options]
+  safety-lens bench   [--synthetic 24x896] [--texts N] [--repeats N] [--only capture|generate|probe|srr]
 
-Data options (train-probe, eval-probe, sweep): --seed N, --limit-per-file N, --no-cache, --cache-dir DIR,
-  --no-chat, --no-assistant-prefix, --system-prompt TEXT (how prompts are rendered before reading them)
+ Prompt probes and the guard (data: JSONL with text, label safe|unsafe, source):
+  safety-lens train-probe --data FILE.jsonl... [--method logreg|mlp|lpm|mlpm] [--layer N | --layers a,b]
+                      [--threshold 0.5|best-f1|fpr:0.05] [--hidden N] [--l2 X] [--l1 X] [--out probe.json]
+  safety-lens eval-probe --probe probe.json --data FILE.jsonl... [--split test|all] [--baseline prompted]
+  safety-lens sweep   --data FILE.jsonl... [--method lpm|logreg|mlp|mlpm] [--svg sweep.svg]
+  safety-lens classify --probe probe.json (--prompt TEXT... | --input FILE.jsonl [--field text]) [--on-long ...]
+  safety-lens train-guard [--data FILE.jsonl...] [--no-starter] [--target-fpr 0.05] [--methods logreg,mlpm]
+                      [--report report.html] [--out guard.json]
+  safety-lens eval-guard --probe guard.json --suite DIR [--limit-per-set N]
+  Data options: --seed N, --limit-per-file N, --no-cache, --cache-dir DIR, --no-chat, --no-assistant-prefix,
+    --system-prompt TEXT, --date YYYY-MM-DD (how prompts are rendered), --on-long skip|truncate|error, --lossy-utf8
 
-Common options:
+ Response rankers and monitors (data: JSONL lists {prompt, candidates: [{text, label}]}):
+  safety-lens train-ranker --data LISTS.jsonl... [--layer N] [--lite] [--width 64] [--heads N] [--tau X] [--epochs 30]
+                      [--max-response-tokens 256] [--out ranker.json (also the checkpoint)]
+  safety-lens eval-ranker --ranker ranker.json --data LISTS.jsonl... [--split test|all] [--no-logprob]
+  safety-lens rank    --ranker ranker.json (--instruction TEXT --candidate TEXT... | --input LISTS.jsonl)
+                      [--on-long error|truncate] [--lossy-utf8]
+  safety-lens train-monitor --data LISTS.jsonl... [--method logreg] [--layer N | --layers a,b] [--rule ema|mean]
+                      [--alpha X] [--window N] [--min-tokens N] [--target-fpr 0.05] [--max-response-tokens N]
+                      [--out monitor.json]
+  safety-lens eval-monitor --monitor monitor.json --data LISTS.jsonl... [--split test|all]
+  List options: --seed N, --limit-per-file N, --max-candidates N, --max-chars N, --test-source S...,
+    --on-long skip|truncate|error, --lossy-utf8
+
+Common options (every command):
   --model PATH      a GGUF model (default: the embedded ${path.basename(DEFAULT_MODEL_PATH)})
   --threads N       llama.cpp threads (default: physical cores)
   --gpu KIND        auto | cuda | vulkan | metal | false (default auto)
   --context-size N  longest text in tokens (default min(training context, 4096))
+  --batch-size N    tokens per decode (default min(context, 2048))
   --json            machine-readable output on stdout
+Errors print "safety-lens: Name: message (code CODE)" and exit 1; usage errors exit 2.
 `;
 
 export async function main(argv: string[]): Promise<number> {

@@ -13,7 +13,7 @@ export async function cmdMerge(argv: string[]): Promise<void> {
     strict: true,
   });
   if (!values.out) throw new UsageError("merge needs --out FILE.safetensors");
-  if (positionals.length === 0) throw new UsageError("merge needs the shard files: safetensors merge a.safetensors b.safetensors ... --out all.safetensors");
+  if (positionals.length === 0) throw new UsageError("merge needs the shard files: safety-lens merge a.safetensors b.safetensors ... --out all.safetensors");
   const r = await mergeCaptureFiles(positionals, values.out, { allowPartial: values["allow-partial"] });
   print(values.json, { ...r, out: path.resolve(values.out) }, `wrote ${path.resolve(values.out)} from ${positionals.length} file(s)`);
 }
