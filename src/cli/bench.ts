@@ -9,10 +9,10 @@ export async function cmdBench(argv: string[]): Promise<void> {
     options: { ...common, synthetic: { type: "string" }, texts: { type: "string" }, repeats: { type: "string" }, only: { type: "string" } },
     strict: true,
   });
-  const { runBench, formatBench } = await import("../tools/bench");
+  const { runBench, formatBench, BENCH_SECTIONS } = await import("../tools/bench");
   if (values.model && values.synthetic) throw new UsageError("use --model or --synthetic, not both");
-  if (values.only !== undefined && !["capture", "generate", "probe", "srr"].includes(values.only)) {
-    throw new UsageError(`--only must be capture, generate, probe or srr, got ${JSON.stringify(values.only)}`);
+  if (values.only !== undefined && !(BENCH_SECTIONS as readonly string[]).includes(values.only)) {
+    throw new UsageError(`--only must be one of ${BENCH_SECTIONS.join(", ")}, got ${JSON.stringify(values.only)}`);
   }
   const result = await runBench({
     modelPath: values.model,
@@ -20,7 +20,7 @@ export async function cmdBench(argv: string[]): Promise<void> {
     texts: intOption(values.texts, "texts"),
     repeats: intOption(values.repeats, "repeats"),
     threads: intOption(values.threads, "threads"),
-    only: values.only as "capture" | "generate" | "probe" | "srr" | undefined,
+    only: values.only as (typeof BENCH_SECTIONS)[number] | undefined,
     log: values.json ? () => undefined : (m: string) => process.stderr.write(`${m}\n`),
   });
   print(values.json, result, formatBench(result));

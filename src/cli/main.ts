@@ -22,7 +22,7 @@ Usage:
                       [--min-p 0.05] [--seed 1] [--stop S]... [--chat] [--layers 6,final [--response last|mean]]
   safety-lens chat    [--probe probe.json] [--monitor monitor.json] [--ranker ranker.json --n 4] [--system-prompt TEXT]
                       [--script TURNS.jsonl] [--context-policy drop-oldest|error] [--max-tokens N] [sampling options]
-  safety-lens bench   [--synthetic 24x896] [--texts N] [--repeats N] [--only capture|generate|probe|srr]
+  safety-lens bench   [--synthetic 24x896] [--texts N] [--repeats N] [--only capture|generate|probe|srr|corpus|chat|monitor|guard]
 
  Prompt probes and the guard (data: JSONL with text, label safe|unsafe, source):
   safety-lens train-probe --data FILE.jsonl... [--method logreg|mlp|lpm|mlpm] [--layer N | --layers a,b]

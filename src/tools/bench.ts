@@ -21,6 +21,8 @@ import { Probe } from "../probe/probe";
 import { initRanker, type RankList } from "../srr/network";
 import { defaultRankerLayer, Ranker } from "../srr/ranker";
 import { trainRanker } from "../srr/train";
+import { med, measure, median, ratioOf, type Rounds, type Spread } from "./bench-util";
+import { benchChat, benchCorpus, benchGuard, benchMonitor, type ChatBench, type CorpusBench, corpusChild, formatApp, type GuardBench, type MonitorBench } from "./bench-app";
 import { createSyntheticModel, extractLlamaVocab } from "./synthetic";
 
 const ROOT = path.join(__dirname, "..", "..");
@@ -33,11 +35,14 @@ export interface BenchOptions {
   repeats?: number;
   threads?: number;
   /** Run one section only. */
-  only?: "capture" | "generate" | "probe" | "srr";
+  only?: BenchSection;
   /** Tokens generated per candidate in the generation section. Default 64. */
   genTokens?: number;
   log?: (msg: string) => void;
 }
+
+export const BENCH_SECTIONS = ["capture", "generate", "probe", "srr", "corpus", "chat", "monitor", "guard"] as const;
+export type BenchSection = (typeof BENCH_SECTIONS)[number];
 
 export interface GenerationBench {
   prompt: string;
@@ -53,6 +58,7 @@ export interface GenerationBench {
   /** median llama_decode time per step; capture on decodes one step more (the final token, for its hidden state) */
   msPerStep: { off: number; on: number; n4: number };
   ratios: { onOverOff: number; onOverOffPerStep: number; oursOverNodeLlamaCpp: number | null; n4OverSingle: number };
+  spread: Record<string, Spread>;
   targets: { captureWithin3pct: boolean; within5pctOfNodeLlamaCpp: boolean | null; n4AtLeast2_5x: boolean };
 }
 
@@ -75,6 +81,8 @@ export interface CaptureBench {
     finalOverNodeLlamaCpp: number | null;
     finalOneByOneOverNodeLlamaCpp: number | null;
   };
+  /** Every ratio as the median of per-round ratios with its min and max over the rounds. */
+  spread: Record<string, Spread>;
   targets: { capture4Overhead3pct: boolean; earlyExit: boolean; finalVsNodeLlamaCpp1_2x: boolean | null };
 }
 
@@ -84,7 +92,8 @@ export interface ProbeBench {
   lpmTrainSeconds: number;
   mlpTrainSeconds: { rows: number; seconds: number };
   scoreOnePromptMs: { logreg: number; lpm: number; mlp: number };
-  guard: { maxTokens: number; plainMs: number; guardedMs: number; overhead: number };
+  scoreSpreadMs: Record<string, Spread>;
+  guard: { maxTokens: number; plainMs: number; guardedMs: number; overhead: number; overheadMin: number; overheadMax: number };
   targets: { logregUnder10s: boolean; lpmUnder3s: boolean; scoreUnder0_1ms: boolean; guardOverheadUnder2pct: boolean };
 }
 
@@ -95,7 +104,17 @@ export interface SrrBench {
   epochs: number;
   fullTrainSeconds: number;
   liteTrainSeconds: number;
-  bestOfN: { n: number; maxTokens: number; generateMs: number; rankMs: number; rankOverhead: number; plainGenerateMs: number; totalOverhead: number };
+  bestOfN: {
+    n: number;
+    maxTokens: number;
+    generateMs: number;
+    rankMs: number;
+    rankOverhead: number;
+    plainGenerateMs: number;
+    totalOverhead: number;
+    totalOverheadMin: number;
+    totalOverheadMax: number;
+  };
   targets: { rankOverheadUnder1pct: boolean };
 }
 
@@ -108,6 +127,10 @@ export interface BenchResult extends Partial<CaptureBench> {
   generation?: GenerationBench;
   probe?: ProbeBench;
   srr?: SrrBench;
+  corpus?: CorpusBench;
+  chat?: ChatBench;
+  monitor?: MonitorBench;
+  guard?: GuardBench;
 }
 
 export async function ensureSyntheticModel(spec: string, log: (m: string) => void): Promise<string> {
@@ -126,23 +149,12 @@ export async function ensureSyntheticModel(spec: string, log: (m: string) => voi
   return out;
 }
 
-function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
-}
-
-async function timeIt(fn: () => Promise<unknown>): Promise<number> {
-  const t0 = performance.now();
-  await fn();
-  return (performance.now() - t0) / 1000;
-}
-
 // TypeScript compiles import() to require() under CommonJS; node-llama-cpp is ESM-only.
 const importEsm = new Function("s", "return import(s)") as (s: string) => Promise<any>; // eslint-disable-line @typescript-eslint/no-explicit-any
 
 /** node-llama-cpp's getEmbeddingFor, one text at a time (its API), on the same tokens. */
 async function nodeLlamaCppEmbedder(modelPath: string, contextSize: number, threads: number) {
-  const { getLlama, LlamaLogLevel } = await importEsm("node-llama-cpp");
+  const { getLlama, LlamaLogLevel, LlamaChatSession } = await importEsm("node-llama-cpp");
   const llama = await getLlama({ gpu: false, build: "never", logLevel: LlamaLogLevel.error, maxThreads: threads });
   const model = await llama.loadModel({ modelPath, gpuLayers: 0 });
   const ctx = await model.createEmbeddingContext({ contextSize, threads, batchSize: 512 });
@@ -161,6 +173,30 @@ async function nodeLlamaCppEmbedder(modelPath: string, contextSize: number, thre
       }
       return count;
     },
+    /** One LlamaChatSession through the turns, greedy: each turn's time to its first token (ms). */
+    async chatTtft(turns: string[], maxTokens: number): Promise<number[]> {
+      const seq = genCtx.getSequence();
+      const session = new LlamaChatSession({ contextSequence: seq, autoDisposeSequence: false });
+      const out: number[] = [];
+      try {
+        for (const t of turns) {
+          const t0 = performance.now();
+          let first = 0;
+          await session.prompt(t, {
+            maxTokens,
+            temperature: 0,
+            onToken: () => {
+              if (!first) first = performance.now();
+            },
+          });
+          out.push((first || performance.now()) - t0);
+        }
+      } finally {
+        session.dispose();
+        seq.dispose();
+      }
+      return out;
+    },
     async embedAll(p: PreparedTexts): Promise<void> {
       for (let i = 0; i + 1 < p.offsets.length; i++) {
         await ctx.getEmbeddingFor(Array.from(p.tokens.subarray(p.offsets[i], p.offsets[i + 1])));
@@ -173,17 +209,6 @@ async function nodeLlamaCppEmbedder(modelPath: string, contextSize: number, thre
       await llama.dispose();
     },
   };
-}
-
-/** Runs every variant once (warm-up), then `repeats` interleaved rounds; returns median seconds. */
-async function measure(runs: Record<string, () => Promise<unknown>>, repeats: number, log: (m: string) => void): Promise<Record<string, number>> {
-  for (const fn of Object.values(runs)) await fn();
-  const times: Record<string, number[]> = Object.fromEntries(Object.keys(runs).map((k) => [k, []]));
-  for (let r = 0; r < repeats; r++) {
-    for (const [k, fn] of Object.entries(runs)) times[k].push(await timeIt(fn));
-    log(`  repeat ${r + 1}/${repeats}: ${Object.entries(times).map(([k, v]) => `${k} ${v[r].toFixed(2)}s`).join(", ")}`);
-  }
-  return Object.fromEntries(Object.entries(times).map(([k, v]) => [k, median(v)]));
 }
 
 type Nlc = Awaited<ReturnType<typeof nodeLlamaCppEmbedder>>;
@@ -210,15 +235,21 @@ async function benchCapture(model: Model, texts: string[], nlc: Nlc | null, repe
   };
   if (nlc) runs.nodeLlamaCpp = () => nlc.embedAll(prepared);
   const t = await measure(runs, repeats, log);
-  const tps = (k: string) => tokens / t[k];
+  const tps = (k: string) => tokens / med(t, k);
   const nlcTps = nlc ? tps("nodeLlamaCpp") : null;
   const earlyExitTarget = (earlyExitLayer + 1) / nLayer + 0.05;
+  const spread: Record<string, Spread> = {
+    capture4TimeOverFloor: ratioOf(t.capture4, t.floor),
+    capture4EarlyTimeOverFloor: ratioOf(t.capture4Early, t.floor),
+    earlyExitTimeOverFloor: ratioOf(t.earlyExit, t.floor),
+    ...(nlc ? { finalOverNodeLlamaCpp: ratioOf(t.nodeLlamaCpp, t.final), finalOneByOneOverNodeLlamaCpp: ratioOf(t.nodeLlamaCpp, t.finalOneByOne) } : {}),
+  };
   const ratios = {
-    capture4TimeOverFloor: t.capture4 / t.floor,
-    earlyExitTimeOverFloor: t.earlyExit / t.floor,
+    capture4TimeOverFloor: spread.capture4TimeOverFloor.median,
+    earlyExitTimeOverFloor: spread.earlyExitTimeOverFloor.median,
     earlyExitTarget,
-    finalOverNodeLlamaCpp: nlcTps ? tps("final") / nlcTps : null,
-    finalOneByOneOverNodeLlamaCpp: nlcTps ? tps("finalOneByOne") / nlcTps : null,
+    finalOverNodeLlamaCpp: nlc ? spread.finalOverNodeLlamaCpp.median : null,
+    finalOneByOneOverNodeLlamaCpp: nlc ? spread.finalOneByOneOverNodeLlamaCpp.median : null,
   };
   return {
     texts: texts.length,
@@ -233,6 +264,7 @@ async function benchCapture(model: Model, texts: string[], nlc: Nlc | null, repe
     finalOneByOneTokensPerSec: tps("finalOneByOne"),
     nodeLlamaCppEmbeddingTokensPerSec: nlcTps,
     ratios,
+    spread,
     targets: {
       capture4Overhead3pct: ratios.capture4TimeOverFloor <= 1.03,
       earlyExit: ratios.earlyExitTimeOverFloor <= earlyExitTarget,
@@ -260,16 +292,23 @@ async function benchGeneration(model: Model, prompt: string, maxTokens: number, 
   };
   if (nlc) runs.nodeLlamaCpp = () => nlc.generate(promptTokens, maxTokens);
   const t = await measure(runs, repeats, log);
-  const off = maxTokens / t.off;
-  const on = maxTokens / t.on;
-  const n4 = (4 * maxTokens) / t.n4;
-  const nlcTps = nlc ? maxTokens / t.nodeLlamaCpp : null;
-  const step = (k: string) => median(stepMs[k].slice(1)); // first entry is the warm-up
+  const off = maxTokens / med(t, "off");
+  const on = maxTokens / med(t, "on");
+  const n4 = (4 * maxTokens) / med(t, "n4");
+  const nlcTps = nlc ? maxTokens / med(t, "nodeLlamaCpp") : null;
+  const steps = (k: string) => stepMs[k].slice(1); // the first entry is the warm-up
+  const step = (k: string) => median(steps(k));
+  const spread: Record<string, Spread> = {
+    onOverOff: ratioOf(t.off, t.on),
+    onOverOffPerStep: ratioOf(steps("off"), steps("on")),
+    n4OverSingle: ratioOf(t.off, t.n4, 4),
+    ...(nlc ? { oursOverNodeLlamaCpp: ratioOf(t.nodeLlamaCpp, t.off) } : {}),
+  };
   const ratios = {
-    onOverOff: on / off,
-    onOverOffPerStep: step("off") / step("on"),
-    oursOverNodeLlamaCpp: nlcTps ? off / nlcTps : null,
-    n4OverSingle: n4 / off,
+    onOverOff: spread.onOverOff.median,
+    onOverOffPerStep: spread.onOverOffPerStep.median,
+    oursOverNodeLlamaCpp: nlc ? spread.oursOverNodeLlamaCpp.median : null,
+    n4OverSingle: spread.n4OverSingle.median,
   };
   return {
     prompt,
@@ -283,6 +322,7 @@ async function benchGeneration(model: Model, prompt: string, maxTokens: number, 
     n4TotalTokensPerSec: n4,
     msPerStep: { off: step("off"), on: step("on"), n4: step("n4") },
     ratios,
+    spread,
     targets: {
       captureWithin3pct: ratios.onOverOff >= 0.97,
       within5pctOfNodeLlamaCpp: ratios.oursOverNodeLlamaCpp === null ? null : ratios.oursOverNodeLlamaCpp >= 0.95,
@@ -324,15 +364,19 @@ async function benchProbe(model: Model, prompt: string, repeats: number, log: (m
   const small = { data: X.data.subarray(0, mlpRows * cols), rows: mlpRows, cols };
   const mlpSeconds = time(() => (mlp = Probe.train({ method: "mlp", layers: [layer], train: { features: [small], labels: y.subarray(0, mlpRows) }, model })));
   log(`  logreg ${logregTrainSeconds.toFixed(2)} s, lpm ${lpmTrainSeconds.toFixed(2)} s, mlp (${mlpRows} rows) ${mlpSeconds.toFixed(2)} s`);
+  // ms per prompt: 5000 prompts per round and method, the methods alternating, median over rounds
   const perPrompt = (p: Probe) => {
-    const v = [X.data.subarray(0, cols)];
-    const n = 20000;
-    for (let i = 0; i < 1000; i++) p.scoreVectors(v);
+    const n = 5000;
     const t0 = performance.now();
     for (let i = 0; i < n; i++) p.scoreVectors([X.data.subarray((i % rows) * cols, ((i % rows) + 1) * cols)]);
     return (performance.now() - t0) / n;
   };
-  const scoreOnePromptMs = { logreg: perPrompt(logreg), lpm: perPrompt(lpm), mlp: perPrompt(mlp) };
+  const probes = { logreg, lpm, mlp };
+  for (const p of Object.values(probes)) for (let i = 0; i < 1000; i++) p.scoreVectors([X.data.subarray(0, cols)]);
+  const scoreRounds: Record<string, number[]> = { logreg: [], lpm: [], mlp: [] };
+  for (let r = 0; r < Math.max(repeats, 7); r++) for (const [k, p] of r % 2 ? Object.entries(probes).reverse() : Object.entries(probes)) scoreRounds[k].push(perPrompt(p));
+  const scoreOnePromptMs = { logreg: median(scoreRounds.logreg), lpm: median(scoreRounds.lpm), mlp: median(scoreRounds.mlp) };
+  const scoreSpreadMs = Object.fromEntries(Object.entries(scoreRounds).map(([k, v]) => [k, { median: median(v), min: Math.min(...v), max: Math.max(...v) }]));
   // guard overhead: the same generation with and without the guard (a probe that passes everything)
   const guard = new Guard(model, lpm, { threshold: 1 });
   const maxTokens = 32;
@@ -342,18 +386,21 @@ async function benchProbe(model: Model, prompt: string, repeats: number, log: (m
     repeats,
     log,
   );
-  const overhead = t.guarded / t.plain - 1;
+  const guardRatio = ratioOf(t.guarded, t.plain);
+  const overhead = guardRatio.median - 1;
   return {
     features: { rows, cols },
     logregTrainSeconds,
     lpmTrainSeconds,
     mlpTrainSeconds: { rows: mlpRows, seconds: mlpSeconds },
     scoreOnePromptMs,
-    guard: { maxTokens, plainMs: t.plain * 1000, guardedMs: t.guarded * 1000, overhead },
+    scoreSpreadMs,
+    guard: { maxTokens, plainMs: med(t, "plain") * 1000, guardedMs: med(t, "guarded") * 1000, overhead, overheadMin: guardRatio.min - 1, overheadMax: guardRatio.max - 1 },
     targets: {
       logregUnder10s: logregTrainSeconds < 10,
       lpmUnder3s: lpmTrainSeconds < 3,
-      scoreUnder0_1ms: Math.max(scoreOnePromptMs.logreg, scoreOnePromptMs.lpm) < 0.1,
+      // every method's scoring time, the MLP's too
+      scoreUnder0_1ms: Math.max(scoreOnePromptMs.logreg, scoreOnePromptMs.lpm, scoreOnePromptMs.mlp) < 0.1,
       guardOverheadUnder2pct: overhead < 0.02,
     },
   };
@@ -416,7 +463,17 @@ async function benchSrr(model: Model, prompt: string, repeats: number, log: (m: 
     epochs,
     fullTrainSeconds,
     liteTrainSeconds,
-    bestOfN: { n, maxTokens, generateMs, rankMs: rank, rankOverhead: rank / generateMs, plainGenerateMs: t.plain * 1000, totalOverhead: t.safest / t.plain - 1 },
+    bestOfN: {
+      n,
+      maxTokens,
+      generateMs,
+      rankMs: rank,
+      rankOverhead: rank / generateMs,
+      plainGenerateMs: med(t, "plain") * 1000,
+      totalOverhead: ratioOf(t.safest, t.plain).median - 1,
+      totalOverheadMin: ratioOf(t.safest, t.plain).min - 1,
+      totalOverheadMax: ratioOf(t.safest, t.plain).max - 1,
+    },
     targets: { rankOverheadUnder1pct: rank / generateMs < 0.01 },
   };
 }
@@ -426,10 +483,10 @@ export async function runBench(opts: BenchOptions = {}): Promise<BenchResult> {
   const synthetic = !opts.modelPath;
   const modelPath = opts.modelPath ?? (await ensureSyntheticModel(opts.synthetic ?? "24x896", log));
   const threads = opts.threads ?? physicalCoreCount();
-  const repeats = opts.repeats ?? 3;
+  const repeats = opts.repeats ?? 7;
   const { texts: all } = await readTextRecords(path.join(ROOT, "samples", "prompts.jsonl"));
   const texts = Array.from({ length: opts.texts ?? 24 }, (_, i) => all[(i * 7) % all.length]);
-  const genRepeats = opts.repeats ?? 5;
+  const genRepeats = opts.repeats ?? 7;
 
   const model: Model = await loadModel({ modelPath, threads, gpu: false });
   const info = model.info;
@@ -443,11 +500,15 @@ export async function runBench(opts: BenchOptions = {}): Promise<BenchResult> {
     log(`node-llama-cpp unavailable: ${nlcError}`);
   }
   try {
-    const want = (k: "capture" | "generate" | "probe" | "srr") => !opts.only || opts.only === k;
+    const want = (k: BenchSection) => !opts.only || opts.only === k;
     const capture = want("capture") ? await benchCapture(model, texts, nlc, repeats, log) : {};
     const generation = want("generate") ? await benchGeneration(model, texts[0], opts.genTokens ?? 64, nlc, genRepeats, log) : undefined;
     const probe = want("probe") ? await benchProbe(model, texts[0], genRepeats, log) : undefined;
     const srr = want("srr") ? await benchSrr(model, texts[0], genRepeats, log) : undefined;
+    const corpus = want("corpus") ? await benchCorpus(modelPath, path.join(ROOT, "models", "stories260K.gguf"), log) : undefined;
+    const chat = want("chat") ? await benchChat(model, nlc, Math.min(genRepeats, 5), log) : undefined;
+    const monitor = want("monitor") ? await benchMonitor(model, texts[0], genRepeats, log) : undefined;
+    const guard = want("guard") ? await benchGuard(model, log) : undefined;
     return {
       machine: {
         cpu: os.cpus()[0]?.model ?? "unknown",
@@ -465,6 +526,10 @@ export async function runBench(opts: BenchOptions = {}): Promise<BenchResult> {
       ...(generation ? { generation } : {}),
       ...(probe ? { probe } : {}),
       ...(srr ? { srr } : {}),
+      ...(corpus ? { corpus } : {}),
+      ...(chat ? { chat } : {}),
+      ...(monitor ? { monitor } : {}),
+      ...(guard ? { guard } : {}),
     };
   } finally {
     if (nlc) await nlc.dispose();
@@ -539,12 +604,20 @@ export function formatBench(r: BenchResult): string {
       `| best-of-${q.bestOfN.n} in all vs plain n=${q.bestOfN.n} generation (capture + final decode step + ranking) | ${(q.bestOfN.totalOverhead * 100).toFixed(1)}% | |`,
     );
   }
+  lines.push(...formatApp(r));
   return lines.join("\n");
 }
 
-if (require.main === module) {
+if (require.main === module && process.argv[2] === "--corpus-child") {
+  corpusChild(process.argv.slice(3)).catch((e) => {
+    process.stderr.write(`corpus child failed: ${(e as Error).stack}\n`);
+    process.exitCode = 1;
+  });
+} else if (require.main === module) {
   const json = process.argv.includes("--json");
-  runBench({ log: json ? () => undefined : (m) => process.stderr.write(`${m}\n`) })
+  const only = process.argv.includes("--only") ? (process.argv[process.argv.indexOf("--only") + 1] as BenchSection) : undefined;
+  if (only !== undefined && !BENCH_SECTIONS.includes(only)) throw new RangeError(`--only takes ${BENCH_SECTIONS.join(", ")}`);
+  runBench({ only, log: json ? () => undefined : (m) => process.stderr.write(`${m}\n`) })
     .then((r) => {
       process.stdout.write(`${formatBench(r)}\n\n${JSON.stringify(r)}\n`);
     })
