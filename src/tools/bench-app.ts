@@ -41,11 +41,24 @@ export interface CorpusRun {
   peakRssMiB: number;
 }
 
+/** The capture writer alone (synthetic rows, no model): how the file side scales. */
+export interface WriterRun {
+  rows: number;
+  tensors: number;
+  width: number;
+  fileMiB: number;
+  writeMiBps: number;
+  peakRssMiB: number;
+}
+
 export interface CorpusBench {
   runs: CorpusRun[];
+  writer: WriterRun[];
+  /** Writer peak RSS at the largest corpus over the smallest. */
+  writerRssGrowth: number;
   /** Peak RSS of the largest run over the smallest, on the same model. */
   rssGrowth: number;
-  targets: { memoryFlat: boolean };
+  targets: { memoryFlat: boolean; writerMemoryFlat: boolean };
 }
 
 export interface ChatBench {
@@ -137,9 +150,27 @@ export async function benchCorpus(benchModel: string, embedded: string, log: (m:
   } finally {
     fs.rmSync(dir, { recursive: true, force: true });
   }
+  // the writer at the issue's scale: 1k, 10k, 50k rows x 25 tensors x 896 (50k rows is a 4.3 GB file)
+  const writer: WriterRun[] = [];
+  const wdir = fs.mkdtempSync(path.join(os.tmpdir(), "safety-lens-writer-"));
+  try {
+    for (const rows of [1000, 10000, 50000]) {
+      const { stdout } = await execFileAsync(process.execPath, [path.join(__dirname, "capture-io-bench.js"), "write", "--rows", String(rows), "--tensors", "25", "--width", "896", "--dir", wdir, "--reuse"], {
+        maxBuffer: 1 << 20,
+      });
+      const w = JSON.parse(stdout.trim().split("\n").pop()!) as WriterRun;
+      log(`  writer: ${w.rows} rows x ${w.tensors} x ${w.width}: ${w.fileMiB.toFixed(0)} MiB at ${w.writeMiBps.toFixed(0)} MiB/s, peak RSS ${w.peakRssMiB.toFixed(0)} MiB`);
+      writer.push(w);
+      fs.rmSync(wdir, { recursive: true, force: true });
+      fs.mkdirSync(wdir);
+    }
+  } finally {
+    fs.rmSync(wdir, { recursive: true, force: true });
+  }
   const same = runs.filter((r) => r.model === runs[0].model);
   const rssGrowth = same[same.length - 1].peakRssMiB / same[0].peakRssMiB;
-  return { runs, rssGrowth, targets: { memoryFlat: rssGrowth < 1.25 } };
+  const writerRssGrowth = writer[writer.length - 1].peakRssMiB / writer[0].peakRssMiB;
+  return { runs, rssGrowth, writer, writerRssGrowth, targets: { memoryFlat: rssGrowth < 1.25, writerMemoryFlat: writerRssGrowth < 1.25 } };
 }
 
 /** Eight short user turns (safe starter prompts). */
@@ -284,6 +315,9 @@ export function formatApp(r: { corpus?: CorpusBench; chat?: ChatBench; monitor?:
     lines.push("", "corpus capture to disk (captureToFile, chunks of 256 rows, fsync'd; a child process per run)", "| model | rows | layers x width | rows/s | tokens/s | file | peak RSS |", "|---|---:|---|---:|---:|---:|---:|");
     for (const c of r.corpus.runs) lines.push(`| ${c.model} | ${c.rows} | ${c.layers} x ${c.width} | ${c.rowsPerSec.toFixed(0)} | ${c.tokensPerSec.toFixed(0)} | ${c.fileMiB.toFixed(1)} MiB | ${c.peakRssMiB.toFixed(0)} MiB |`);
     lines.push(`target: peak memory flat as the corpus grows 16x (largest / smallest ${r.corpus.rssGrowth.toFixed(2)}, < 1.25) ${met(r.corpus.targets.memoryFlat)}`);
+    lines.push("", "the capture writer alone (synthetic rows, 25 tensors x 896, chunks of 256, fsync'd)", "| rows | file | write MiB/s | peak RSS |", "|---:|---:|---:|---:|");
+    for (const w of r.corpus.writer) lines.push(`| ${w.rows} | ${w.fileMiB.toFixed(0)} MiB | ${w.writeMiBps.toFixed(0)} | ${w.peakRssMiB.toFixed(0)} MiB |`);
+    lines.push(`target: writer memory flat from 1k to 50k rows (${r.corpus.writerRssGrowth.toFixed(2)}, < 1.25) ${met(r.corpus.targets.writerMemoryFlat)}`);
   }
   if (r.chat) {
     const c = r.chat;
