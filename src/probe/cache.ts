@@ -3,44 +3,48 @@
  * touches the model.
  *
  * Layout: `<dir>/<model fingerprint>/layer-<layer>/` holds shards (`shard-*.safetensors`, one F32
- * tensor "x" of rows x nEmbd; its metadata lists the key of each row and a SHA-256 of the data) and
- * `index.json` (key -> [shard, row]). A key is the SHA-256 of the model fingerprint, the exact text
- * the model sees (`model.formatText`: chat template, assistant prefix and system prompt applied),
- * whether it was rendered as chat (that changes tokenization), the pooling and the layer.
+ * tensor "x" of rows x nEmbd; its metadata lists the key of each row and a SHA-256 of the data),
+ * `index.json` (key -> [shard, row]) and, while a fill runs, `index.log` (the shards written since;
+ * see cache-store.ts). A key is the SHA-256 of the model fingerprint, the exact text the model sees
+ * (`model.formatText`: chat template, assistant prefix and system prompt applied), whether it was
+ * rendered as chat (that changes tokenization), the pooling and the layer.
+ *
+ * Texts that miss are captured in chunks (`chunkRows`, default 256, per `model.capture` call, every
+ * layer that misses any of the chunk's texts) and each chunk is stored before the next is captured,
+ * so capture memory is chunkRows x layers x nEmbd floats and a process killed mid-fill keeps its
+ * finished chunks: the next call captures only the rest. `ensure` fills without returning features
+ * and `layer` reads one layer, so a sweep over many layers holds one layer at a time.
  *
  * Every file is written under a temporary name and renamed into place. Anything unreadable -- a
  * corrupt index, a truncated or altered shard, a row whose key does not match -- is ignored (and
  * removed), its texts are captured again, and the result is stored anew. Write failures do not fail
  * the call either: the features are returned and the problem is listed in `warnings`.
  */
-import { createHash, randomBytes } from "node:crypto";
-import { mkdir, readdir, readFile, unlink } from "node:fs/promises";
 import { homedir } from "node:os";
 import { join } from "node:path";
 import { type CaptureProgressInfo, checkLayers, type LayerSpec } from "../core/activations";
 import type { ChatOptions } from "../core/chat";
 import type { Model } from "../core/model";
 import { AbortError } from "../errors";
-import { writeTextAtomically } from "../io/fileio";
-import { readSafetensors, writeSafetensors } from "../io/safetensors";
+import { fingerprintDir, FORMAT, LayerStore, POOL, sha256, VERSION } from "./cache-store";
 import type { Features } from "./types";
 
-const FORMAT = "safety-lens-activation-cache";
-const VERSION = 1;
-const POOL = "last";
-const SHARD_RE = /^shard-[A-Za-z0-9_-]+\.safetensors$/;
+/** Texts per capture call and per stored shard, unless chunkRows says otherwise. */
+export const CACHE_CHUNK_ROWS = 256;
 
-export interface CacheFeaturesOptions {
+export interface CacheFillOptions {
   layers: LayerSpec[];
   chat: boolean | ChatOptions;
+  /** Texts captured per `model.capture` call and stored per shard (default 256). */
+  chunkRows?: number;
   /** Progress of the capture of the texts that missed (texts counts those only). */
   onProgress?: (progress: CaptureProgressInfo) => void;
   signal?: AbortSignal;
 }
 
-export interface CacheFeaturesResult {
-  /** One n x nEmbd matrix per requested layer, rows in the order of the texts. */
-  layers: Map<LayerSpec, Features>;
+export type CacheFeaturesOptions = CacheFillOptions;
+
+export interface CacheFillResult {
   /** Texts (by position) read from the cache for every requested layer. */
   hits: number;
   /** Texts (by position) that had to be captured for at least one layer. */
@@ -49,33 +53,17 @@ export interface CacheFeaturesResult {
   warnings: string[];
 }
 
-interface IndexFile {
-  format: string;
-  version: number;
-  fingerprint: string;
-  layer: string;
-  nEmbd: number;
-  entries: Record<string, [string, number]>;
+export interface CacheFeaturesResult extends CacheFillResult {
+  /** One n x nEmbd matrix per requested layer, rows in the order of the texts. */
+  layers: Map<LayerSpec, Features>;
 }
 
-function sha256(s: string): string {
-  return createHash("sha256").update(s, "utf8").digest("hex");
+export interface CacheLayerResult extends CacheFillResult {
+  /** n x nEmbd, rows in the order of the texts. */
+  features: Features;
 }
 
-function dataDigest(data: Float32Array): string {
-  return createHash("sha256").update(new Uint8Array(data.buffer, data.byteOffset, data.byteLength)).digest("hex");
-}
-
-function message(e: unknown): string {
-  return e instanceof Error ? e.message : String(e);
-}
-
-/** A directory name for a fingerprint: itself when already safe, else a sanitized prefix plus a hash. */
-function fingerprintDir(fp: string): string {
-  if (/^[A-Za-z0-9_.-]{1,100}$/.test(fp) && fp !== "." && fp !== "..") return fp;
-  return `${fp.replace(/[^A-Za-z0-9_.-]/g, "_").slice(0, 60)}-${sha256(fp).slice(0, 16)}`;
-}
-
+type CacheModel = Pick<Model, "info" | "formatText" | "capture" | "tokenize">;
 
 export class ActivationCache {
   readonly dir: string;
@@ -100,11 +88,42 @@ export class ActivationCache {
 
   /**
    * Last-token hidden states of `texts` at `layers`, from the cache where present; the rest are
-   * captured in one batched `model.capture` call (all missing texts, every layer that misses any)
-   * and stored.
+   * captured chunk by chunk and stored. Holds texts x layers x nEmbd floats (the result); for many
+   * layers over many texts use `ensure` and `layer`.
    */
   features(model: Model, texts: readonly string[], opts: CacheFeaturesOptions): Promise<CacheFeaturesResult> {
-    const run = this.queue.then(() => this.featuresNow(model, texts, opts));
+    return this.serial(async () => {
+      const r = await this.fill(model, texts, opts, true);
+      return { layers: r.sink!, hits: r.hits, misses: r.misses, warnings: r.warnings };
+    });
+  }
+
+  /**
+   * Makes sure every text is cached at every layer, capturing what is missing chunk by chunk;
+   * returns no features. Memory: chunkRows x layers x nEmbd floats, plus a few bytes per text.
+   * The stored rows are verified when read (`layer`, `features`), not here.
+   */
+  ensure(model: Model, texts: readonly string[], opts: CacheFillOptions): Promise<CacheFillResult> {
+    return this.serial(async () => {
+      const { hits, misses, warnings } = await this.fill(model, texts, opts, false);
+      return { hits, misses, warnings };
+    });
+  }
+
+  /**
+   * One layer's features of `texts`, from the cache; what is missing or found corrupt is captured
+   * (that layer only) and stored. Memory: texts x nEmbd floats plus one shard.
+   */
+  layer(model: Model, texts: readonly string[], layer: LayerSpec, opts: Omit<CacheFillOptions, "layers">): Promise<CacheLayerResult> {
+    return this.serial(async () => {
+      if (opts === null || typeof opts !== "object") throw new TypeError("options must be an object with chat");
+      const r = await this.fill(model, texts, { ...opts, layers: [layer] }, true);
+      return { features: [...r.sink!.values()][0], hits: r.hits, misses: r.misses, warnings: r.warnings };
+    });
+  }
+
+  private serial<T>(fn: () => Promise<T>): Promise<T> {
+    const run = this.queue.then(fn);
     this.queue = run.catch(() => undefined);
     return run;
   }
@@ -113,236 +132,121 @@ export class ActivationCache {
     return join(this.dir, fingerprintDir(fingerprint), `layer-${String(layer)}`);
   }
 
-  private async featuresNow(model: Model, texts: readonly string[], opts: CacheFeaturesOptions): Promise<CacheFeaturesResult> {
+  private async fill(
+    model: CacheModel,
+    texts: readonly string[],
+    opts: CacheFillOptions,
+    withFeatures: boolean,
+  ): Promise<CacheFillResult & { sink: Map<LayerSpec, Features> | null }> {
     if (!Array.isArray(texts) || !texts.every((t) => typeof t === "string")) throw new TypeError("texts must be an array of strings");
     if (opts === null || typeof opts !== "object") throw new TypeError("options must be an object with layers and chat");
     const { specs } = checkLayers(opts.layers, model.info.nLayer);
+    const chunkRows = opts.chunkRows ?? CACHE_CHUNK_ROWS;
+    if (!Number.isSafeInteger(chunkRows) || chunkRows < 1) throw new RangeError(`chunkRows must be a positive integer, got ${String(chunkRows)}`);
     if (opts.signal?.aborted) throw new AbortError();
     const fp = model.info.fingerprint;
-    const nEmbd = model.info.nEmbd;
+    const d = model.info.nEmbd;
     const n = texts.length;
     const warnings: string[] = [];
+    const sink = withFeatures ? new Map<LayerSpec, Features>(specs.map((l) => [l, { data: new Float32Array(n * d), rows: n, cols: d }])) : null;
+    if (n === 0) return { sink, hits: 0, misses: 0, warnings };
 
     const rendered = texts.map((t) => model.formatText(t, { chat: opts.chat }));
-    const out = new Map<LayerSpec, Features>();
-    for (const l of specs) out.set(l, { data: new Float32Array(n * nEmbd), rows: n, cols: nEmbd });
-    if (n === 0) return { layers: out, hits: 0, misses: 0, warnings };
+    const key = (i: number, layer: LayerSpec) => ActivationCache.key(fp, rendered[i], layer);
+    const stores = specs.map((l) => new LayerStore(this.layerDir(fp, l), fp, l, d, warnings));
 
-    // Read what the cache has.
-    const keys = new Map<LayerSpec, string[]>();
-    const missing = new Map<LayerSpec, boolean[]>();
-    const badShards = new Map<LayerSpec, Set<string>>();
-    for (const layer of specs) {
-      const ks = rendered.map((r) => ActivationCache.key(fp, r, layer));
-      const bad = new Set<string>();
-      keys.set(layer, ks);
-      badShards.set(layer, bad);
-      missing.set(layer, await this.readLayer(fp, layer, nEmbd, ks, out.get(layer)!.data, bad, warnings));
-    }
-
-    // Capture the texts that missed at any layer, once each, at every layer that missed.
-    const missedAt = (i: number) => specs.some((l) => missing.get(l)![i]);
-    const uniq = new Map<string, number>(); // text -> row in the capture
-    const captureTexts: string[] = [];
-    let misses = 0;
-    for (let i = 0; i < n; i++) {
-      if (!missedAt(i)) continue;
-      misses++;
-      if (!uniq.has(texts[i])) {
-        uniq.set(texts[i], captureTexts.length);
-        captureTexts.push(texts[i]);
-      }
-    }
-    if (captureTexts.length > 0) {
-      const layersToCapture = specs.filter((l) => missing.get(l)!.some(Boolean));
-      const acts = await model.capture(captureTexts, {
-        layers: layersToCapture,
-        pool: POOL,
-        chat: opts.chat,
-        onProgress: opts.onProgress,
-        signal: opts.signal,
-      });
-      for (const layer of layersToCapture) {
-        const src = acts.layer(layer);
-        const dst = out.get(layer)!.data;
-        const miss = missing.get(layer)!;
-        const ks = keys.get(layer)!;
-        const newRows = new Map<string, number>(); // key -> row in src, for the shard
+    // What the cache has: missing[l][i] = 1 when text i is not cached at specs[l].
+    const missing: Uint8Array[] = [];
+    for (const store of stores) {
+      const { entries, present } = await store.read();
+      const miss = new Uint8Array(n).fill(1);
+      if (sink) {
+        const wanted = new Map<string, [number, number, string][]>();
         for (let i = 0; i < n; i++) {
-          if (!miss[i]) continue;
-          const row = uniq.get(texts[i])!;
-          dst.set(src.subarray(row * nEmbd, (row + 1) * nEmbd), i * nEmbd);
-          if (!newRows.has(ks[i])) newRows.set(ks[i], row);
+          const k = key(i, store.layer);
+          const e = entries.get(k);
+          if (!e) continue;
+          let list = wanted.get(e[0]);
+          if (!list) wanted.set(e[0], (list = []));
+          list.push([i, e[1], k]);
         }
-        await this.writeLayer(fp, layer, nEmbd, src, newRows, badShards.get(layer)!, warnings);
-      }
-    }
-    return { layers: out, hits: n - misses, misses, warnings };
-  }
-
-  /**
-   * The valid index of a layer directory, or null with the reason: no index yet ("missing"), a file
-   * that cannot be read ("unreadable", e.g. no permission), or one that is not a valid index ("corrupt").
-   */
-  private async readIndex(
-    dir: string,
-    fp: string,
-    layer: LayerSpec,
-    nEmbd: number,
-  ): Promise<{ index: IndexFile; problem?: undefined } | { index: null; problem: "missing" | "unreadable" | "corrupt"; detail?: string }> {
-    let text: string;
-    try {
-      text = await readFile(join(dir, "index.json"), "utf8");
-    } catch (e) {
-      const code = (e as NodeJS.ErrnoException).code;
-      if (code === "ENOENT" || code === "ENOTDIR") return { index: null, problem: "missing" };
-      return { index: null, problem: "unreadable", detail: message(e) };
-    }
-    try {
-      const v = JSON.parse(text) as IndexFile;
-      if (
-        v === null ||
-        typeof v !== "object" ||
-        v.format !== FORMAT ||
-        v.version !== VERSION ||
-        v.fingerprint !== fp ||
-        v.layer !== String(layer) ||
-        v.nEmbd !== nEmbd ||
-        v.entries === null ||
-        typeof v.entries !== "object" ||
-        Array.isArray(v.entries)
-      ) {
-        return { index: null, problem: "corrupt" };
-      }
-      const entries: Record<string, [string, number]> = Object.create(null);
-      for (const [k, e] of Object.entries(v.entries)) {
-        if (!Array.isArray(e) || e.length !== 2 || typeof e[0] !== "string" || !SHARD_RE.test(e[0]) || !Number.isSafeInteger(e[1]) || e[1] < 0) {
-          return { index: null, problem: "corrupt" };
+        for (const i of await store.readRows(wanted, sink.get(store.layer)!.data)) miss[i] = 0;
+      } else {
+        for (let i = 0; i < n; i++) {
+          const e = entries.get(key(i, store.layer));
+          if (e && present.has(e[0])) miss[i] = 0;
         }
-        entries[k] = [e[0], e[1]];
       }
-      return { index: { ...v, entries } };
-    } catch {
-      return { index: null, problem: "corrupt" };
+      missing.push(miss);
     }
-  }
 
-  /** Fills the rows found in the cache; returns which rows missed. */
-  private async readLayer(
-    fp: string,
-    layer: LayerSpec,
-    nEmbd: number,
-    keys: string[],
-    dst: Float32Array,
-    badShards: Set<string>,
-    warnings: string[],
-  ): Promise<boolean[]> {
-    const miss = keys.map(() => true);
-    const dir = this.layerDir(fp, layer);
-    const got = await this.readIndex(dir, fp, layer, nEmbd);
-    if (got.problem === "corrupt") {
-      // Its shards cannot be reached any more: remove them with it.
-      warnings.push(`activation cache: ${join(dir, "index.json")} is unreadable (not a valid index); rebuilding layer ${String(layer)}`);
-      await this.removeShards(dir);
-      await unlink(join(dir, "index.json")).catch(() => undefined);
-    } else if (got.problem === "unreadable") {
-      warnings.push(`activation cache: cannot read ${join(dir, "index.json")} (${got.detail})`);
-    }
-    const index = got.index;
-    if (!index) return miss;
-
-    // Which rows each shard must provide.
-    const wanted = new Map<string, { i: number; row: number }[]>();
-    keys.forEach((k, i) => {
-      const e = index.entries[k];
-      if (!e) return;
-      let list = wanted.get(e[0]);
-      if (!list) wanted.set(e[0], (list = []));
-      list.push({ i, row: e[1] });
-    });
-    for (const [shard, list] of wanted) {
-      const rows = await this.readShard(join(dir, shard), fp, layer, nEmbd);
-      if (!rows) {
-        warnings.push(`activation cache: ${join(dir, shard)} is unreadable; its rows are captured again`);
-        badShards.add(shard);
-        await unlink(join(dir, shard)).catch(() => undefined);
-        continue;
+    // The texts that missed at any layer, once each; positions[u] chains the places text u occurs.
+    const uniq = new Map<string, number>();
+    const capture: string[] = [];
+    const first: number[] = [];
+    const next = new Int32Array(n).fill(-1);
+    const head: number[] = [];
+    let misses = 0;
+    for (let i = n - 1; i >= 0; i--) {
+      if (!missing.some((m) => m[i])) continue;
+      misses++;
+      let u = uniq.get(texts[i]);
+      if (u === undefined) {
+        uniq.set(texts[i], (u = capture.length));
+        capture.push(texts[i]);
+        head.push(-1);
+        first.push(i);
       }
-      for (const { i, row } of list) {
-        if (row >= rows.keys.length || rows.keys[row] !== keys[i]) continue; // index and shard disagree: recapture
-        dst.set(rows.data.subarray(row * nEmbd, (row + 1) * nEmbd), i * nEmbd);
-        miss[i] = false;
+      next[i] = head[u];
+      head[u] = i;
+      first[u] = i;
+    }
+    // first-appearance order, as a single capture of the misses would see them
+    const order = Array.from({ length: capture.length }, (_, u) => u).sort((a, b) => first[a] - first[b]);
+    const missAt = specs.map((_, l) => Uint8Array.from(order, (u) => missing[l][first[u]]));
+
+    try {
+      const totalTokens = opts.onProgress ? order.reduce((a, u) => a + model.tokenize(capture[u], { chat: opts.chat }).length, 0) : 0;
+      let textsDone = 0;
+      let tokensDone = 0;
+      for (let c = 0; c < order.length; c += chunkRows) {
+        if (opts.signal?.aborted) throw new AbortError();
+        const e = Math.min(order.length, c + chunkRows);
+        const ls = specs.map((_, l) => l).filter((l) => missAt[l].subarray(c, e).some(Boolean) && (sink || !stores[l].failed));
+        if (ls.length === 0) continue; // nothing can be stored and nothing is returned
+        const acts = await model.capture(
+          order.slice(c, e).map((u) => capture[u]),
+          {
+            layers: ls.map((l) => specs[l]),
+            pool: POOL,
+            chat: opts.chat,
+            signal: opts.signal,
+            onProgress: opts.onProgress
+              ? (p) => opts.onProgress!({ textsDone: textsDone + p.textsDone, texts: order.length, tokensDone: tokensDone + p.tokensDone, tokens: totalTokens })
+              : undefined,
+          },
+        );
+        textsDone += e - c;
+        tokensDone += acts.tokenCounts.reduce((a, b) => a + b, 0);
+        for (const l of ls) {
+          const src = acts.layer(specs[l]);
+          const rows: number[] = [];
+          for (let j = c; j < e; j++) if (missAt[l][j]) rows.push(j - c);
+          let data = src;
+          if (rows.length < e - c) {
+            data = new Float32Array(rows.length * d);
+            rows.forEach((r, k) => data.set(src.subarray(r * d, (r + 1) * d), k * d));
+          }
+          const dst = sink ? sink.get(specs[l])!.data : null;
+          if (dst) {
+            for (const r of rows) for (let i = head[order[c + r]]; i >= 0; i = next[i]) dst.set(src.subarray(r * d, (r + 1) * d), i * d);
+          }
+          await stores[l].write(rows.map((r) => key(first[order[c + r]], specs[l])), data);
+        }
       }
+    } finally {
+      for (const s of stores) await s.compact();
     }
-    return miss;
-  }
-
-  /** A shard's keys and data, or null when it is missing, corrupt or not from this model and layer. */
-  private async readShard(path: string, fp: string, layer: LayerSpec, nEmbd: number): Promise<{ keys: string[]; data: Float32Array } | null> {
-    try {
-      const { metadata, tensors } = await readSafetensors(path);
-      const x = tensors.get("x");
-      if (!x || tensors.size !== 1) return null;
-      if (metadata.format !== FORMAT || metadata.version !== String(VERSION) || metadata.fingerprint !== fp || metadata.layer !== String(layer)) return null;
-      const keys: unknown = JSON.parse(metadata.keys ?? "null");
-      if (!Array.isArray(keys) || !keys.every((k) => typeof k === "string")) return null;
-      if (x.shape.length !== 2 || x.shape[0] !== keys.length || x.shape[1] !== nEmbd) return null;
-      if (metadata.sha256 !== dataDigest(x.data)) return null;
-      return { keys: keys as string[], data: x.data };
-    } catch {
-      return null;
-    }
-  }
-
-  private async removeShards(dir: string): Promise<void> {
-    let names: string[];
-    try {
-      names = await readdir(dir);
-    } catch {
-      return;
-    }
-    for (const name of names) if (SHARD_RE.test(name)) await unlink(join(dir, name)).catch(() => undefined);
-  }
-
-  /** Stores new rows (key -> row of `src`) as one shard and adds them to the index, dropping entries of bad shards. */
-  private async writeLayer(
-    fp: string,
-    layer: LayerSpec,
-    nEmbd: number,
-    src: Float32Array,
-    newRows: Map<string, number>,
-    badShards: Set<string>,
-    warnings: string[],
-  ): Promise<void> {
-    if (newRows.size === 0) return;
-    const dir = this.layerDir(fp, layer);
-    try {
-      await mkdir(dir, { recursive: true });
-      const keys = [...newRows.keys()];
-      const data = new Float32Array(keys.length * nEmbd);
-      keys.forEach((k, j) => {
-        const row = newRows.get(k)!;
-        data.set(src.subarray(row * nEmbd, (row + 1) * nEmbd), j * nEmbd);
-      });
-      const shard = `shard-${Date.now().toString(36)}-${randomBytes(6).toString("hex")}.safetensors`;
-      await writeSafetensors(join(dir, shard), [{ name: "x", shape: [keys.length, nEmbd], data }], {
-        format: FORMAT,
-        version: String(VERSION),
-        fingerprint: fp,
-        layer: String(layer),
-        pool: POOL,
-        keys: JSON.stringify(keys),
-        sha256: dataDigest(data),
-      });
-      // Re-read the index just before writing it, to keep what another process added meanwhile.
-      const { index } = await this.readIndex(dir, fp, layer, nEmbd);
-      const entries: Record<string, [string, number]> = Object.create(null);
-      if (index) for (const [k, e] of Object.entries(index.entries)) if (!badShards.has(e[0])) entries[k] = e;
-      keys.forEach((k, j) => (entries[k] = [shard, j]));
-      const next: IndexFile = { format: FORMAT, version: VERSION, fingerprint: fp, layer: String(layer), nEmbd, entries };
-      await writeTextAtomically(join(dir, "index.json"), JSON.stringify(next));
-    } catch (e) {
-      warnings.push(`activation cache: could not store layer ${String(layer)} in ${dir}: ${message(e)}`);
-    }
+    return { sink, hits: n - misses, misses, warnings };
   }
 }

@@ -3,15 +3,17 @@
  * hidden states (through the activation cache), train, choose a threshold on
  * validation data, evaluate on held-out data; and the layer sweep.
  */
-import { checkLayers, type Features, type LayerSpec } from "../core/activations";
+import { checkLayers, type LayerSpec } from "../core/activations";
 import { chatOptionOf } from "../core/chat";
 import { fitInputs, type OnLong } from "../core/corpus";
 import type { Model } from "../core/model";
-import { ActivationCache } from "./cache";
-import { labelsOf, loadPromptFiles, PromptRecord, sourcesOf, splitRecords } from "./data";
+import { featuresFor, openLayerSource, rowRange, subset } from "./features";
+import { loadPromptFiles, PromptRecord, splitRecords } from "./data";
 import { metricsAt, perSource } from "./metrics";
 import { DEFAULT_PROBE_INPUT, Probe, ProbeInput, ProbeMethod, ThresholdRule } from "./probe";
 import type { Metrics } from "./types";
+
+export { featuresFor, openLayerSource, rowRange, subset, type FeatureSet, type LayerSource } from "./features";
 
 export interface DataOptions {
   files: string[];
@@ -28,69 +30,6 @@ export interface DataOptions {
   input?: ProbeInput;
   onLog?: (message: string) => void;
   signal?: AbortSignal;
-}
-
-export interface FeatureSet {
-  records: PromptRecord[];
-  labels: Uint8Array;
-  sources: string[];
-  features: Map<LayerSpec, Features>;
-}
-
-/**
- * Hidden states of the records' prompts at the given layers (cached when a cache folder is
- * given). Prompts longer than the context are cut to their last tokens (the probe reads the
- * assistant prefix there); those are captured directly, not cached under their full text.
- */
-export async function featuresFor(
-  model: Model,
-  records: PromptRecord[],
-  layers: LayerSpec[],
-  opts: { input?: ProbeInput; cacheDir?: string | null; onLog?: (m: string) => void; signal?: AbortSignal } = {},
-): Promise<FeatureSet> {
-  const input = opts.input ?? DEFAULT_PROBE_INPUT;
-  const chat = chatOptionOf(input);
-  const long = fitInputs(model, records.map((r) => r.text), { chat, onLong: "truncate" }).truncated;
-  if (long.length > 0) {
-    const cut = new Set(long);
-    const whole = records.filter((_, i) => !cut.has(i));
-    const rest = whole.length ? await featuresFor(model, whole, layers, opts) : null;
-    const fit = fitInputs(model, long.map((i) => records[i].text), { chat, onLong: "truncate" });
-    const acts = await model.capture(fit.prepared!, { layers, pool: "last", signal: opts.signal });
-    const d = model.info.nEmbd;
-    const features = new Map<LayerSpec, Features>();
-    for (const l of layers) {
-      const data = new Float32Array(records.length * d);
-      let w = 0;
-      let c = 0;
-      records.forEach((_, i) => {
-        const src = cut.has(i) ? acts.layer(l).subarray(c++ * d, c * d) : rest!.features.get(l)!.data.subarray(w++ * d, w * d);
-        data.set(src, i * d);
-      });
-      features.set(l, { data, rows: records.length, cols: d });
-    }
-    return { records, labels: labelsOf(records), sources: sourcesOf(records), features };
-  }
-  const texts = records.map((r) => r.text);
-  let features: Map<LayerSpec, Features>;
-  if (opts.cacheDir === null) {
-    const acts = await model.capture(texts, { layers, pool: "last", chat, signal: opts.signal });
-    features = new Map(layers.map((l) => [l, acts.features(l)]));
-  } else {
-    const cache = new ActivationCache(opts.cacheDir ?? ActivationCache.defaultDir());
-    const r = await cache.features(model, texts, { layers, chat, signal: opts.signal });
-    opts.onLog?.(`activations: ${r.hits} cached, ${r.misses} captured`);
-    for (const w of r.warnings) opts.onLog?.(`activation cache: ${w}`);
-    features = r.layers;
-  }
-  return { records, labels: labelsOf(records), sources: sourcesOf(records), features };
-}
-
-/** Rows of a feature set (copies). */
-export function subset(f: Features, rows: readonly number[]): Features {
-  const out = new Float32Array(rows.length * f.cols);
-  rows.forEach((r, i) => out.set(f.data.subarray(r * f.cols, (r + 1) * f.cols), i * f.cols));
-  return { data: out, rows: rows.length, cols: f.cols };
 }
 
 /**
@@ -228,7 +167,12 @@ export interface SweepRow {
   trainSeconds: number;
 }
 
-/** One capture of every layer; a probe per layer; the best layer chosen on validation F1 (then AUROC) only. */
+/**
+ * A probe per layer (and "final"); the best layer chosen on validation F1 (then AUROC) only. With
+ * a cache, the cache is filled once for every layer (one forward pass per prompt, chunk by chunk),
+ * then each layer is read, trained, evaluated and dropped in turn: memory is about prompts x nEmbd
+ * floats, not prompts x layers x nEmbd. Without one (cacheDir null) every layer is held at once.
+ */
 export async function sweepLayers(
   model: Model,
   o: DataOptions & { method?: Exclude<ProbeMethod, "mlpm">; methodOptions?: Record<string, unknown> },
@@ -238,35 +182,36 @@ export async function sweepLayers(
   const layers: LayerSpec[] = [...Array.from({ length: model.info.nLayer }, (_, i) => i), "final"];
   const { splits, long } = await loadAndSplit(o, model);
   const all = [...splits.train, ...splits.val, ...splits.test];
-  const fs = await featuresFor(model, all, layers, { input, cacheDir: o.cacheDir, onLog: o.onLog, signal: o.signal });
-  const nTrain = splits.train.length;
-  const nVal = splits.val.length;
-  const range = (a: number, b: number) => Array.from({ length: b - a }, (_, i) => a + i);
-  const trainRows = range(0, nTrain);
-  const valRows = range(nTrain, nTrain + nVal);
-  const testRows = range(nTrain + nVal, all.length);
-  const labelsAt = (rows: number[]) => Uint8Array.from(rows.map((r) => fs.labels[r]));
-  const rows: SweepRow[] = [];
-  for (const layer of layers) {
-    const f = fs.features.get(layer)!;
-    const t0 = performance.now();
-    const probe = Probe.train({
-      method,
-      layers: [layer],
-      train: { features: [subset(f, trainRows)], labels: labelsAt(trainRows) },
-      val: { features: [subset(f, valRows)], labels: labelsAt(valRows) },
-      threshold: "best-f1",
-      input,
-      methodOptions: o.methodOptions,
-      model,
-    });
-    const trainSeconds = (performance.now() - t0) / 1000;
-    const valScores = probe.scoreFeatures([subset(f, valRows)]);
-    const testScores = probe.scoreFeatures([subset(f, testRows)]);
-    rows.push({ layer, val: metricsAt(valScores, labelsAt(valRows), probe.threshold), test: metricsAt(testScores, labelsAt(testRows), probe.threshold), trainSeconds });
-    o.onLog?.(`layer ${String(layer).padStart(5)}: val F1 ${rows[rows.length - 1].val.f1.toFixed(3)} AUROC ${rows[rows.length - 1].val.auroc.toFixed(3)}`);
+  const src = await openLayerSource(model, all, layers, { input, cacheDir: o.cacheDir, onLog: o.onLog, signal: o.signal });
+  try {
+    const nTrain = splits.train.length;
+    const nVal = splits.val.length;
+    const yTrain = src.labels.slice(0, nTrain);
+    const yVal = src.labels.slice(nTrain, nTrain + nVal);
+    const yTest = src.labels.slice(nTrain + nVal);
+    const rows: SweepRow[] = [];
+    for (const layer of layers) {
+      const f = await src.load(layer);
+      const [train, val, test] = [rowRange(f, 0, nTrain), rowRange(f, nTrain, nTrain + nVal), rowRange(f, nTrain + nVal, all.length)];
+      const t0 = performance.now();
+      const probe = Probe.train({
+        method,
+        layers: [layer],
+        train: { features: [train], labels: yTrain },
+        val: { features: [val], labels: yVal },
+        threshold: "best-f1",
+        input,
+        methodOptions: o.methodOptions,
+        model,
+      });
+      const trainSeconds = (performance.now() - t0) / 1000;
+      const row: SweepRow = { layer, val: metricsAt(probe.scoreFeatures([val]), yVal, probe.threshold), test: metricsAt(probe.scoreFeatures([test]), yTest, probe.threshold), trainSeconds };
+      rows.push(row);
+      o.onLog?.(`layer ${String(layer).padStart(5)}: val F1 ${row.val.f1.toFixed(3)} AUROC ${row.val.auroc.toFixed(3)}`);
+    }
+    const best = rows.reduce((a, b) => (b.val.f1 > a.val.f1 || (b.val.f1 === a.val.f1 && b.val.auroc > a.val.auroc) ? b : a));
+    return { rows, best, method, long };
+  } finally {
+    await src.close();
   }
-  const best = rows.reduce((a, b) => (b.val.f1 > a.val.f1 || (b.val.f1 === a.val.f1 && b.val.auroc > a.val.auroc) ? b : a));
-  return { rows, best, method, long };
 }
-

@@ -78,9 +78,31 @@ export class Probe {
     const pos = y.reduce((a, b) => a + b, 0);
     if (pos === 0 || pos === y.length) throw new RangeError("training data needs both safe and unsafe examples");
     const trained = spec.train(o.train.features, y, o.methodOptions ?? {});
+    const val = o.val;
+    return Probe.fromTrained({ ...o, trained, width: o.train.features[0].cols, val: val && { labels: val.labels, scores: (draft) => draft.scoreFeatures(val.features) } });
+  }
+
+  /**
+   * @internal A probe from weights trained outside `train` (MLPM fitted one layer at a time by
+   * trainGuard), checked and rounded exactly as `train` does. `val.scores` gives the
+   * draft probe's P(unsafe) on the validation rows (labels `val.labels`), for the threshold.
+   */
+  static fromTrained(
+    o: Omit<ProbeTrainOptions, "train" | "val"> & {
+      trained: { weights: unknown; summary: TrainSummary };
+      /** Features per layer (nEmbd). */
+      width: number;
+      val?: { labels: Uint8Array; scores: (draft: Probe) => Float32Array };
+    },
+  ): Probe {
+    const { method, layers, trained } = o;
+    const spec = methodSpec(method);
+    if (!spec) throw new TypeError(`method must be one of ${PROBE_METHODS.join(", ")}, got ${JSON.stringify(method)}`);
+    if (!Array.isArray(layers) || layers.length === 0) throw new TypeError("layers must be a non-empty array");
+    if (!spec.multiLayer && layers.length !== 1) throw new RangeError(`method ${method} reads one layer; got ${layers.length} (use mlpm to combine layers)`);
     const summary = trained.summary;
     // what is returned is exactly what its file will hold: finite float32 weights of the right shapes
-    const n = o.train.features[0].cols;
+    const n = o.width;
     const weights = spec.fromJSON(
       new WeightReader(JSON.parse(JSON.stringify(spec.toJSON(trained.weights))), (detail) => {
         throw new RangeError(`training produced an unusable ${method} probe (${detail}); do the features hold NaN or infinite values?`);
@@ -95,17 +117,17 @@ export class Probe {
     const draft = new Probe(method, layers.slice(), input, weights, 0.5, "0.5", modelInfo, {});
     let threshold = 0.5;
     let validation: Metrics | null = null;
+    const valScores = o.val ? o.val.scores(draft) : null;
     if (typeof rule === "number") {
       if (!(rule > 0 && rule < 1)) throw new RangeError(`threshold must be between 0 and 1, got ${rule}`);
       threshold = rule;
     } else {
-      if (!o.val) throw new RangeError(`threshold rule ${describeThreshold(rule)} needs validation data`);
-      const s = draft.scoreFeatures(o.val.features);
-      if (rule === "best-f1") threshold = bestF1Threshold(s, o.val.labels);
-      else if (rule && typeof rule === "object" && typeof rule.fpr === "number" && rule.fpr >= 0 && rule.fpr <= 1) threshold = thresholdForFpr(s, o.val.labels, rule.fpr);
+      if (!o.val || !valScores) throw new RangeError(`threshold rule ${describeThreshold(rule)} needs validation data`);
+      if (rule === "best-f1") threshold = bestF1Threshold(valScores, o.val.labels);
+      else if (rule && typeof rule === "object" && typeof rule.fpr === "number" && rule.fpr >= 0 && rule.fpr <= 1) threshold = thresholdForFpr(valScores, o.val.labels, rule.fpr);
       else throw new TypeError('threshold must be a number, "best-f1" or { fpr }');
     }
-    if (o.val) validation = metricsAt(draft.scoreFeatures(o.val.features), o.val.labels, threshold);
+    if (o.val && valScores) validation = metricsAt(valScores, o.val.labels, threshold);
     const training: Record<string, unknown> = { summary: summary as TrainSummary, validation, ...(o.data ? { data: o.data } : {}), created: new Date().toISOString() };
     return new Probe(method, layers.slice(), input, weights, threshold, describeThreshold(rule), modelInfo, training);
   }

@@ -8,13 +8,17 @@
  */
 import * as path from "node:path";
 
-import type { LayerSpec } from "../core/activations";
+import type { Features, LayerSpec } from "../core/activations";
 import type { Model } from "../core/model";
+import { sigmoid } from "../math/linalg";
+import { openLayerSource, rowRange } from "./features";
 import { confusionAt, flagged, metricsAt, type Confusion } from "./metrics";
-import type { ProbeMethod } from "./methods";
-import { type DataOptions, evaluateScores, type Evaluation, featuresFor, loadAndSplit, renderingOf, subset, type SweepRow } from "./pipeline";
+import { type ProbeMethod, scoreLinear, WeightReader } from "./methods";
+import { lpmFromJSON, lpmJSON } from "./methods/lpm";
+import { MlpmTrainer } from "./methods/mlpm";
+import { type DataOptions, evaluateScores, type Evaluation, loadAndSplit, renderingOf, type SweepRow } from "./pipeline";
 import { DEFAULT_PROBE_INPUT, Probe } from "./probe";
-import type { Metrics } from "./types";
+import type { LpmModel, Metrics, MlpmModel } from "./types";
 
 /** The prompts shipped in the package (data/starter: MIT, Apache-2.0 and CC-BY-4.0 sources; see its README). */
 export const STARTER_DATA = path.join(__dirname, "..", "..", "data", "starter", "prompts.jsonl");
@@ -77,60 +81,90 @@ export async function trainGuard(model: Model, o: TrainGuardOptions = {}): Promi
   const all = [...splits.train, ...splits.val, ...splits.test];
   const nTrain = splits.train.length;
   const nVal = splits.val.length;
+  const nTest = all.length - nTrain - nVal;
+  const d = model.info.nEmbd;
   const layers: LayerSpec[] = [...Array.from({ length: model.info.nLayer }, (_, i) => i), "final"];
-  // every layer once (the activation cache makes a second run free)
-  const fs = await featuresFor(model, all, layers, { input, cacheDir: o.cacheDir, onLog: o.onLog, signal: o.signal });
-  const range = (a: number, b: number) => Array.from({ length: b - a }, (_, i) => a + i);
-  const rows = { train: range(0, nTrain), val: range(nTrain, nTrain + nVal), test: range(nTrain + nVal, all.length) };
-  const labelsAt = (r: number[]) => Uint8Array.from(r.map((i) => fs.labels[i]));
-  const part = (which: keyof typeof rows, ls: LayerSpec[]) => ({ features: ls.map((l) => subset(fs.features.get(l)!, rows[which])), labels: labelsAt(rows[which]) });
+  const mlpmLayers = layers.filter((l) => l !== "final");
+  // every layer captured once (the activation cache makes a second run free), then read one at a time
+  const src = await openLayerSource(model, all, layers, { input, cacheDir: o.cacheDir, onLog: o.onLog, signal: o.signal });
+  const bounds = { train: [0, nTrain], val: [nTrain, nTrain + nVal], test: [nTrain + nVal, all.length] } as const;
+  const part = (f: Features, which: keyof typeof bounds) => rowRange(f, bounds[which][0], bounds[which][1]);
+  const y = { train: src.labels.slice(0, nTrain), val: src.labels.slice(nTrain, nTrain + nVal), test: src.labels.slice(nTrain + nVal) };
   const threshold = { fpr: targetFpr };
+  const data = { files, ...renderingOf(model, input), seed: o.seed ?? 1, train: nTrain, val: nVal, test: nTest, targetFpr };
 
-  // 1. sweep: an LPM per layer, for the chart and the single-layer methods' layer
   const sweep: SweepRow[] = [];
-  for (const layer of layers) {
-    const t1 = performance.now();
-    const p = Probe.train({ method: "lpm", layers: [layer], train: part("train", [layer]), val: part("val", [layer]), threshold: "best-f1", input, model });
-    const trainSeconds = (performance.now() - t1) / 1000;
-    const v = metricsAt(p.scoreFeatures(part("val", [layer]).features), labelsAt(rows.val), p.threshold);
-    const t = metricsAt(p.scoreFeatures(part("test", [layer]).features), labelsAt(rows.test), p.threshold);
-    sweep.push({ layer, val: v, test: t, trainSeconds });
-    o.onLog?.(`layer ${String(layer).padStart(5)}: val F1 ${v.f1.toFixed(3)} AUROC ${v.auroc.toFixed(3)}`);
-  }
-  const best = sweep.reduce((a, b) => (b.val.f1 > a.val.f1 || (b.val.f1 === a.val.f1 && b.val.auroc > a.val.auroc) ? b : a));
+  let best: SweepRow | undefined;
+  const candidates: (GuardCandidate & { probe: Probe; testScores: Float32Array })[] = [];
+  try {
+    // 1. sweep: an LPM per layer, for the chart and the single-layer methods' layer; meanwhile
+    //    MLPM's per-layer LPMs and their log-odds on the validation and test rows
+    let mlpm: MlpmTrainer | null = null; // made after layer 0's LPM checked the labels
+    const logOdds = { val: new Float64Array(nVal * mlpmLayers.length), test: new Float64Array(nTest * mlpmLayers.length) };
+    for (const layer of layers) {
+      const f = await src.load(layer);
+      const t1 = performance.now();
+      const p = Probe.train({ method: "lpm", layers: [layer], train: { features: [part(f, "train")], labels: y.train }, val: { features: [part(f, "val")], labels: y.val }, threshold: "best-f1", input, model });
+      const trainSeconds = (performance.now() - t1) / 1000;
+      const v = metricsAt(p.scoreFeatures([part(f, "val")]), y.val, p.threshold);
+      const t = metricsAt(p.scoreFeatures([part(f, "test")]), y.test, p.threshold);
+      sweep.push({ layer, val: v, test: t, trainSeconds });
+      o.onLog?.(`layer ${String(layer).padStart(5)}: val F1 ${v.f1.toFixed(3)} AUROC ${v.auroc.toFixed(3)}`);
+      if (methods.includes("mlpm") && layer !== "final") {
+        mlpm ??= new MlpmTrainer(y.train, mlpmLayers.length);
+        // the LPM as the probe file will hold it (float32), so these log-odds are the probe's own
+        const lm = roundTrip(mlpm.addLayer(part(f, "train")), d);
+        const l = mlpmLayers.indexOf(layer);
+        for (const which of ["val", "test"] as const) {
+          const out = logOdds[which];
+          for (let i = 0, r = bounds[which][0]; r < bounds[which][1]; i++, r++) out[i * mlpmLayers.length + l] = scoreLinear(lm, f.data, r * d);
+        }
+      }
+    }
+    best = sweep.reduce((a, b) => (b.val.f1 > a.val.f1 || (b.val.f1 === a.val.f1 && b.val.auroc > a.val.auroc) ? b : a));
 
-  // 2. the methods, each with its threshold for the target FPR on validation
-  const candidates: (GuardCandidate & { probe: Probe })[] = [];
-  for (const method of methods) {
-    const ls = method === "mlpm" ? layers.filter((l) => l !== "final") : [best.layer];
-    const probe = Probe.train({
-      method,
-      layers: ls,
-      train: part("train", ls),
-      val: part("val", ls),
-      threshold,
-      input,
-      model,
-      data: { files, ...renderingOf(model, input), seed: o.seed ?? 1, train: nTrain, val: nVal, test: rows.test.length, targetFpr },
-    });
-    const val = metricsAt(probe.scoreFeatures(part("val", ls).features), labelsAt(rows.val), probe.threshold);
-    const test = metricsAt(probe.scoreFeatures(part("test", ls).features), labelsAt(rows.test), probe.threshold);
-    candidates.push({ method, layers: ls, val, test, probe });
-    o.onLog?.(`${method.padEnd(6)} on ${ls.length === 1 ? `layer ${ls[0]}` : `${ls.length} layers`}: val F1 ${val.f1.toFixed(3)} FPR ${val.fpr.toFixed(3)} AUROC ${val.auroc.toFixed(3)}`);
+    // 2. the methods, each with its threshold for the target FPR on validation
+    let bestFeatures: Features | null = null;
+    for (const method of methods) {
+      let probe: Probe;
+      let ls: LayerSpec[];
+      let valScores: Float32Array;
+      let testScores: Float32Array;
+      if (method === "mlpm") {
+        ls = mlpmLayers;
+        const trained = mlpm!.finish();
+        valScores = mlpmScores(trained.model, logOdds.val, nVal);
+        testScores = mlpmScores(trained.model, logOdds.test, nTest);
+        probe = Probe.fromTrained({ method, layers: ls, trained: { weights: trained.model, summary: trained.summary }, width: d, val: { labels: y.val, scores: () => valScores }, threshold, input, model, data });
+      } else {
+        ls = [best.layer];
+        const f = (bestFeatures ??= await src.load(best.layer));
+        probe = Probe.train({ method, layers: ls, train: { features: [part(f, "train")], labels: y.train }, val: { features: [part(f, "val")], labels: y.val }, threshold, input, model, data });
+        valScores = probe.scoreFeatures([part(f, "val")]);
+        testScores = probe.scoreFeatures([part(f, "test")]);
+      }
+      const val = metricsAt(valScores, y.val, probe.threshold);
+      const test = metricsAt(testScores, y.test, probe.threshold);
+      candidates.push({ method, layers: ls, val, test, probe, testScores });
+      o.onLog?.(`${method.padEnd(6)} on ${ls.length === 1 ? `layer ${ls[0]}` : `${ls.length} layers`}: val F1 ${val.f1.toFixed(3)} FPR ${val.fpr.toFixed(3)} AUROC ${val.auroc.toFixed(3)}`);
+    }
+  } finally {
+    await src.close();
   }
   // 3. the method with the best validation F1 at its threshold (then AUROC)
   const chosen = candidates.reduce((a, b) => (b.val.f1 > a.val.f1 || (b.val.f1 === a.val.f1 && b.val.auroc > a.val.auroc) ? b : a));
   const probe = chosen.probe;
-  const testScores = probe.scoreFeatures(part("test", chosen.layers).features);
-  const yTest = labelsAt(rows.test);
-  const sources = rows.test.map((i) => fs.sources[i]);
+  const testScores = chosen.testScores;
+  const yTest = y.test;
+  const rowsTest = Array.from({ length: nTest }, (_, i) => nTrain + nVal + i);
+  const sources = rowsTest.map((i) => src.sources[i]);
   const test = evaluateScores(testScores, yTest, sources, probe.threshold);
   (probe.training as Record<string, unknown>).test = test.overall;
-  (probe.training as Record<string, unknown>).candidates = candidates.map(({ probe: _p, ...c }) => c);
+  (probe.training as Record<string, unknown>).candidates = candidates.map(({ probe: _p, testScores: _s, ...c }) => c);
 
   const k = o.hardest ?? 8;
   const mistakes = (label: 0 | 1) =>
-    rows.test
+    rowsTest
       .map((i, j) => ({ i, score: testScores[j], label: yTest[j] }))
       .filter((m) => m.label === label && flagged(m.score, probe.threshold) !== (label === 1))
       .sort((a, b) => (label ? a.score - b.score : b.score - a.score))
@@ -144,15 +178,39 @@ export async function trainGuard(model: Model, o: TrainGuardOptions = {}): Promi
   }
   return {
     probe,
-    candidates: candidates.map(({ probe: _p, ...c }) => c),
+    candidates: candidates.map(({ probe: _p, testScores: _s, ...c }) => c),
     sweep,
-    bestLayer: best.layer,
+    bestLayer: best!.layer,
     test,
     validation: chosen.val,
     confusion: confusionAt(testScores, yTest, probe.threshold),
     hardest: { missed: mistakes(1), falseAlarms: mistakes(0) },
-    data: { files, train: nTrain, val: nVal, test: rows.test.length, perSource, ...long },
+    data: { files, train: nTrain, val: nVal, test: nTest, perSource, ...long },
     targetFpr,
     seconds: (performance.now() - t0) / 1000,
   };
+}
+
+/** An LPM through its probe-file form (float32 weights), as a trained probe holds it. */
+function roundTrip(m: LpmModel, d: number): LpmModel {
+  return lpmFromJSON(
+    new WeightReader(JSON.parse(JSON.stringify(lpmJSON(m))), (detail) => {
+      throw new RangeError(`training produced an unusable mlpm probe (${detail}); do the features hold NaN or infinite values?`);
+    }),
+    d,
+  );
+}
+
+/** P(unsafe) of an MLPM from its layers' log-odds (rows x layers), summed as scoreMlpm does. */
+function mlpmScores(m: MlpmModel, logOdds: Float64Array, rows: number): Float32Array {
+  const L = m.layers.length;
+  const c = m.combiner;
+  const w = Float32Array.from(c.w); // the probe file's float32 combiner weights (already float32)
+  const out = new Float32Array(rows);
+  for (let i = 0; i < rows; i++) {
+    let s = c.b;
+    for (let l = 0; l < L; l++) if (w[l] !== 0) s += w[l] * logOdds[i * L + l];
+    out[i] = sigmoid(s);
+  }
+  return out;
 }

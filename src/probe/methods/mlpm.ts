@@ -164,57 +164,86 @@ export function trainL1Logreg(
  * penalty suits all layers) and its weights are mapped back to raw log-odds.
  */
 export function trainMlpm(perLayer: Features[], y: Uint8Array, opts: MlpmOptions = {}): { model: MlpmModel; summary: TrainSummary } {
-  const t0 = now();
   const L = perLayer.length;
   if (L === 0) throw new RangeError("trainMlpm: no layers");
-  const n = y.length;
   for (let l = 0; l < L; l++) checkShape(perLayer[l], y, `trainMlpm layer ${l}`);
-  const shrink = opts.shrinkage ?? "ledoit-wolf";
-  const seed = opts.seed ?? 1;
+  const trainer = new MlpmTrainer(y, L, opts);
+  for (const X of perLayer) trainer.addLayer(X);
+  return trainer.finish();
+}
 
-  // fold assignment (stratified, seeded)
-  const fold = new Int32Array(n);
-  let K: number;
-  let scoredFolds: number[];
-  if (opts.valFraction !== undefined) {
-    const f = opts.valFraction;
-    if (!(f > 0 && f < 1)) throw new RangeError(`trainMlpm: valFraction must be in (0, 1), got ${f}`);
-    const sp = stratifiedSplit(y, f, seed);
-    for (const i of sp.second) fold[i] = 1;
-    K = 2;
-    scoredFolds = [1];
-  } else {
-    K = Math.max(2, Math.floor(opts.folds ?? 2));
-    const rng = new Rng(seed);
-    for (const c of [0, 1]) {
-      const idx: number[] = [];
-      for (let i = 0; i < n; i++) if ((y[i] ? 1 : 0) === c) idx.push(i);
-      rng.shuffle(idx);
-      idx.forEach((i, t) => (fold[i] = t % K));
+/**
+ * trainMlpm one layer at a time, so that only one layer's features need be in memory: give the
+ * layers in order to addLayer (each returns that layer's LPM, fit on all rows), then finish().
+ * What it keeps between layers is rows x layers doubles (the out-of-sample log-odds). The result
+ * equals trainMlpm's on the same layers.
+ */
+export class MlpmTrainer {
+  private readonly fold: Int32Array;
+  private readonly scoredFolds: number[];
+  private readonly groupRows: Uint32Array[][] = []; // [fold][class]
+  private readonly scoredRows: number[] = [];
+  private readonly posInScored: Int32Array;
+  private readonly Fdata: Float64Array;
+  private readonly layers: LpmModel[] = [];
+  private readonly shrinkages: number[] = [];
+  private readonly K: number;
+  private readonly shrink: number | "ledoit-wolf";
+  private seconds = 0;
+
+  constructor(
+    private readonly y: Uint8Array,
+    private readonly L: number,
+    private readonly opts: MlpmOptions = {},
+  ) {
+    const t0 = now();
+    if (!Number.isSafeInteger(L) || L < 1) throw new RangeError("trainMlpm: no layers");
+    const n = y.length;
+    this.shrink = opts.shrinkage ?? "ledoit-wolf";
+    const seed = opts.seed ?? 1;
+    // fold assignment (stratified, seeded)
+    const fold = (this.fold = new Int32Array(n));
+    if (opts.valFraction !== undefined) {
+      const f = opts.valFraction;
+      if (!(f > 0 && f < 1)) throw new RangeError(`trainMlpm: valFraction must be in (0, 1), got ${f}`);
+      const sp = stratifiedSplit(y, f, seed);
+      for (const i of sp.second) fold[i] = 1;
+      this.K = 2;
+      this.scoredFolds = [1];
+    } else {
+      this.K = Math.max(2, Math.floor(opts.folds ?? 2));
+      const rng = new Rng(seed);
+      for (const c of [0, 1]) {
+        const idx: number[] = [];
+        for (let i = 0; i < n; i++) if ((y[i] ? 1 : 0) === c) idx.push(i);
+        rng.shuffle(idx);
+        idx.forEach((i, t) => (fold[i] = t % this.K));
+      }
+      this.scoredFolds = Array.from({ length: this.K }, (_, k) => k);
     }
-    scoredFolds = Array.from({ length: K }, (_, k) => k);
+    for (let k = 0; k < this.K; k++) {
+      const rows: number[] = [];
+      for (let i = 0; i < n; i++) if (fold[i] === k) rows.push(i);
+      this.groupRows.push(classRows(y, rows));
+      if (this.groupRows[k][0].length === 0 || this.groupRows[k][1].length === 0) throw new RangeError(`trainMlpm: fold ${k} lacks one class (too few rows)`);
+    }
+    for (let i = 0; i < n; i++) if (this.scoredFolds.includes(fold[i])) this.scoredRows.push(i);
+    this.posInScored = new Int32Array(n).fill(-1);
+    this.scoredRows.forEach((i, t) => (this.posInScored[i] = t));
+    this.Fdata = new Float64Array(this.scoredRows.length * L);
+    this.seconds += now() - t0;
   }
-  const groupRows: Uint32Array[][] = []; // [fold][class]
-  for (let k = 0; k < K; k++) {
-    const rows: number[] = [];
-    for (let i = 0; i < n; i++) if (fold[i] === k) rows.push(i);
-    groupRows.push(classRows(y, rows));
-    if (groupRows[k][0].length === 0 || groupRows[k][1].length === 0) throw new RangeError(`trainMlpm: fold ${k} lacks one class (too few rows)`);
-  }
-  const scoredRows: number[] = [];
-  for (let i = 0; i < n; i++) if (scoredFolds.includes(fold[i])) scoredRows.push(i);
-  const m = scoredRows.length;
-  const posInScored = new Int32Array(n).fill(-1);
-  scoredRows.forEach((i, t) => (posInScored[i] = t));
 
-  const Fdata = new Float64Array(m * L);
-  const layers: LpmModel[] = [];
-  const shrinkages: number[] = [];
-  for (let l = 0; l < L; l++) {
-    const X = perLayer[l];
+  /** Layer number layers-so-far: its out-of-fold log-odds, and its LPM on all rows (returned). */
+  addLayer(X: Features): LpmModel {
+    const t0 = now();
+    const l = this.layers.length;
+    if (l >= this.L) throw new RangeError(`trainMlpm: more than the ${this.L} layers announced`);
+    checkShape(X, this.y, `trainMlpm layer ${l}`);
+    const { L, Fdata, posInScored, groupRows, shrink } = this;
     const d = X.cols;
     const stats = groupRows.map((g) => [groupStats(X, g[0]), groupStats(X, g[1])]);
-    for (const k of scoredFolds) {
+    for (const k of this.scoredFolds) {
       const other = stats.filter((_, kk) => kk !== k);
       const sol = lpmSolve(
         mergeGroups(other.map((s) => s[0]), d),
@@ -233,50 +262,61 @@ export function trainMlpm(perLayer: Features[], y: Uint8Array, opts: MlpmOptions
       shrink,
       false,
     );
-    layers.push(full.model);
-    shrinkages.push(full.model.shrinkage);
+    this.layers.push(full.model);
+    this.shrinkages.push(full.model.shrinkage);
+    this.seconds += now() - t0;
+    return full.model;
   }
 
-  // standardize the out-of-sample log-odds, fit the L1 combiner, map back
-  const F: Mat = { data: Fdata, rows: m, cols: L };
-  const fMean = colMeans(F);
-  const fStd = colStds(F, fMean);
-  const Fs = new Float64Array(m * L);
-  for (let i = 0; i < m; i++)
-    for (let l = 0; l < L; l++) Fs[i * L + l] = (Fdata[i * L + l] - fMean[l]) / (fStd[l] > 1e-12 ? fStd[l] : 1);
-  const yS = new Uint8Array(m);
-  scoredRows.forEach((i, t) => (yS[t] = y[i]));
-  const comb = trainL1Logreg({ data: Fs, rows: m, cols: L }, yS, {
-    l1: opts.l1 ?? 1e-2,
-    maxIter: opts.maxIter ?? 500,
-    classBalanced: opts.classBalanced ?? true,
-  });
-  const cw = new Float32Array(L);
-  let cb = comb.model.b;
-  for (let l = 0; l < L; l++) {
-    const s = fStd[l] > 1e-12 ? fStd[l] : 1;
-    const wl = comb.model.w[l] / s;
-    cw[l] = wl;
-    cb -= wl * fMean[l];
+  /** Fits the combiner once every layer was added. */
+  finish(): { model: MlpmModel; summary: TrainSummary } {
+    const t0 = now();
+    const { L, Fdata, y, opts, scoredRows, layers } = this;
+    if (layers.length !== L) throw new RangeError(`trainMlpm: ${layers.length} of ${L} layers were added`);
+    const n = y.length;
+    const m = scoredRows.length;
+    // standardize the out-of-sample log-odds, fit the L1 combiner, map back
+    const F: Mat = { data: Fdata, rows: m, cols: L };
+    const fMean = colMeans(F);
+    const fStd = colStds(F, fMean);
+    const Fs = new Float64Array(m * L);
+    for (let i = 0; i < m; i++)
+      for (let l = 0; l < L; l++) Fs[i * L + l] = (Fdata[i * L + l] - fMean[l]) / (fStd[l] > 1e-12 ? fStd[l] : 1);
+    const yS = new Uint8Array(m);
+    scoredRows.forEach((i, t) => (yS[t] = y[i]));
+    const comb = trainL1Logreg({ data: Fs, rows: m, cols: L }, yS, {
+      l1: opts.l1 ?? 1e-2,
+      maxIter: opts.maxIter ?? 500,
+      classBalanced: opts.classBalanced ?? true,
+    });
+    const cw = new Float32Array(L);
+    let cb = comb.model.b;
+    for (let l = 0; l < L; l++) {
+      const s = fStd[l] > 1e-12 ? fStd[l] : 1;
+      const wl = comb.model.w[l] / s;
+      cw[l] = wl;
+      cb -= wl * fMean[l];
+    }
+    const selected: number[] = [];
+    for (let l = 0; l < L; l++) if (cw[l] !== 0) selected.push(l);
+    this.seconds += now() - t0;
+    return {
+      model: { layers, combiner: { w: cw, b: cb } },
+      summary: {
+        method: "mlpm",
+        rows: n,
+        positives: countPositives(y),
+        iterations: comb.iterations,
+        finalLoss: comb.loss,
+        selectedLayers: selected,
+        layerWeights: Array.from(cw),
+        shrinkages: this.shrinkages,
+        combinerRows: m,
+        crossFit: opts.valFraction !== undefined ? `holdout ${opts.valFraction}` : `${this.K}-fold`,
+        seconds: this.seconds,
+      },
+    };
   }
-  const selected: number[] = [];
-  for (let l = 0; l < L; l++) if (cw[l] !== 0) selected.push(l);
-  return {
-    model: { layers, combiner: { w: cw, b: cb } },
-    summary: {
-      method: "mlpm",
-      rows: n,
-      positives: countPositives(y),
-      iterations: comb.iterations,
-      finalLoss: comb.loss,
-      selectedLayers: selected,
-      layerWeights: Array.from(cw),
-      shrinkages,
-      combinerRows: m,
-      crossFit: opts.valFraction !== undefined ? `holdout ${opts.valFraction}` : `${K}-fold`,
-      seconds: now() - t0,
-    },
-  };
 }
 
 export const mlpm: ProbeMethodSpec<MlpmModel> = {
