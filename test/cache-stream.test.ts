@@ -52,13 +52,13 @@ const logLines = (cacheDir: string, l: LayerSpec) => {
   return fs.existsSync(f) ? fs.readFileSync(f, "utf8").split("\n").filter(Boolean).length : 0;
 };
 /** Direct captures of `texts` in calls of `chunk` texts (the batches the cache used), concatenated per layer. */
-async function chunked(texts: string[], chunk: number): Promise<Map<LayerSpec, Float32Array>> {
+async function chunked(texts: string[], chunk: number, layers = LAYERS): Promise<Map<LayerSpec, Float32Array>> {
   const parts: Map<LayerSpec, Float32Array>[] = [];
   for (let c = 0; c < texts.length; c += chunk) {
-    const acts = await model.capture(texts.slice(c, c + chunk), { layers: LAYERS });
-    parts.push(new Map(LAYERS.map((l) => [l, acts.layer(l)])));
+    const acts = await model.capture(texts.slice(c, c + chunk), { layers });
+    parts.push(new Map(layers.map((l) => [l, acts.layer(l)])));
   }
-  return new Map(LAYERS.map((l) => [l, Float32Array.from(parts.flatMap((p) => [...p.get(l)!]))]));
+  return new Map(layers.map((l) => [l, Float32Array.from(parts.flatMap((p) => [...p.get(l)!]))]));
 }
 
 /** max |a - b| / max |b|: what a capture in other batches changes (float rounding in llama.cpp). */
@@ -114,6 +114,21 @@ test("ensure captures chunk by chunk and returns no features; layer() reads one 
   expect(again.warnings.length).toBe(1);
   expect(calls.map((c) => [c.texts.length, c.layers])).toEqual([[8, [2]]]);
   expect(again.features.data).toEqual(same.get(2));
+});
+
+test("an unwritable cache: ensure stops after the first failed chunk, layer() still returns the features", async () => {
+  const file = path.join(dir, "a-file");
+  fs.writeFileSync(file, "x");
+  const cache = new ActivationCache(path.join(file, "cache"));
+  const texts = STORIES.slice(0, 4);
+  const calls = spyCapture();
+  const r = await cache.ensure(model, texts, { layers: [1, 3], chat: false, chunkRows: 2 });
+  expect(r.misses).toBe(4);
+  expect(r.warnings.map((w) => w.slice(0, 34))).toEqual(["activation cache: could not store ", "activation cache: could not store "]);
+  expect(calls.length).toBe(1); // the second chunk could be stored nowhere: not captured
+  const one = await cache.layer(model, texts, 3, { chat: false, chunkRows: 2 });
+  expect(one.warnings.length).toBe(1);
+  expect(one.features.data).toEqual((await chunked(texts, 2, [3])).get(3));
 });
 
 test("a fill killed with SIGKILL keeps its finished chunks: the rerun captures only the rest", async () => {

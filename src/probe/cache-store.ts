@@ -78,17 +78,16 @@ export class LayerStore {
 
   /** index.json, then the log on top; a corrupt index.json takes its shards and log with it. */
   async read(): Promise<LayerIndex> {
-    const entries = new Map<string, Entry>();
     let present = new Set<string>();
     const got = await this.readIndexFile();
     if (got.problem === "corrupt") {
       // Its shards cannot be reached any more: remove them with it.
       this.warnings.push(`activation cache: ${join(this.dir, INDEX)} is unreadable (not a valid index); rebuilding layer ${String(this.layer)}`);
       await this.removeAll();
-      return { entries, present };
+      return { entries: new Map(), present };
     }
     if (got.problem === "unreadable") this.warnings.push(`activation cache: cannot read ${join(this.dir, INDEX)} (${got.detail})`);
-    if (got.index) for (const [k, e] of Object.entries(got.index.entries)) entries.set(k, e);
+    const entries = got.entries ?? new Map<string, Entry>();
     for (const line of await this.readLog()) line.keys.forEach((k, row) => entries.set(k, [line.shard, row]));
     try {
       present = new Set((await readdir(this.dir)).filter((n) => SHARD_RE.test(n)));
@@ -178,7 +177,7 @@ export class LayerStore {
       const logSize = await stat(logPath).then((s) => s.size, () => -1);
       const got = await this.readIndexFile();
       const entries: Record<string, Entry> = Object.create(null);
-      if (got.index) for (const [k, e] of Object.entries(got.index.entries)) if (!this.bad.has(e[0])) entries[k] = e;
+      if (got.entries) for (const [k, e] of got.entries) if (!this.bad.has(e[0])) entries[k] = e;
       for (const line of await this.readLog()) if (!this.bad.has(line.shard)) line.keys.forEach((k, row) => (entries[k] = [line.shard, row]));
       const next: IndexFile = { format: FORMAT, version: VERSION, fingerprint: this.fp, layer: String(this.layer), nEmbd: this.nEmbd, entries };
       await mkdir(this.dir, { recursive: true });
@@ -191,17 +190,17 @@ export class LayerStore {
   }
 
   /**
-   * The valid index.json, or null with the reason: no index yet ("missing"), a file that cannot be
-   * read ("unreadable", e.g. no permission), or one that is not a valid index ("corrupt").
+   * The entries of a valid index.json, or null with the reason: no index yet ("missing"), a file
+   * that cannot be read ("unreadable", e.g. no permission), or one that is not a valid index ("corrupt").
    */
-  private async readIndexFile(): Promise<{ index: IndexFile; problem?: undefined } | { index: null; problem: "missing" | "unreadable" | "corrupt"; detail?: string }> {
+  private async readIndexFile(): Promise<{ entries: Map<string, Entry>; problem?: undefined } | { entries: null; problem: "missing" | "unreadable" | "corrupt"; detail?: string }> {
     let text: string;
     try {
       text = await readFile(join(this.dir, INDEX), "utf8");
     } catch (e) {
       const code = (e as NodeJS.ErrnoException).code;
-      if (code === "ENOENT" || code === "ENOTDIR") return { index: null, problem: "missing" };
-      return { index: null, problem: "unreadable", detail: message(e) };
+      if (code === "ENOENT" || code === "ENOTDIR") return { entries: null, problem: "missing" };
+      return { entries: null, problem: "unreadable", detail: message(e) };
     }
     try {
       const v = JSON.parse(text) as IndexFile;
@@ -217,18 +216,19 @@ export class LayerStore {
         typeof v.entries !== "object" ||
         Array.isArray(v.entries)
       ) {
-        return { index: null, problem: "corrupt" };
+        return { entries: null, problem: "corrupt" };
       }
-      const entries: Record<string, Entry> = Object.create(null);
-      for (const [k, e] of Object.entries(v.entries)) {
+      const entries = new Map<string, Entry>();
+      for (const k in v.entries) {
+        const e = v.entries[k];
         if (!Array.isArray(e) || e.length !== 2 || typeof e[0] !== "string" || !SHARD_RE.test(e[0]) || !Number.isSafeInteger(e[1]) || e[1] < 0) {
-          return { index: null, problem: "corrupt" };
+          return { entries: null, problem: "corrupt" };
         }
-        entries[k] = [e[0], e[1]];
+        entries.set(k, e);
       }
-      return { index: { ...v, entries } };
+      return { entries };
     } catch {
-      return { index: null, problem: "corrupt" };
+      return { entries: null, problem: "corrupt" };
     }
   }
 

@@ -69,6 +69,8 @@ export class ActivationCache {
   readonly dir: string;
   /** Serializes calls on this instance (each one reads and rewrites the indexes). */
   private queue: Promise<unknown> = Promise.resolve();
+  /** The texts of the last call, rendered: `ensure` then `layer` per layer render them once. */
+  private memo: { fp: string; chat: string; texts: string[]; rendered: { text: string; chat: boolean }[] } | null = null;
 
   constructor(dir: string) {
     if (typeof dir !== "string" || dir.length === 0) throw new TypeError("cache dir must be a non-empty string");
@@ -132,6 +134,20 @@ export class ActivationCache {
     return join(this.dir, fingerprintDir(fingerprint), `layer-${String(layer)}`);
   }
 
+  /** The texts as the model sees them (template applied), reused while the same texts come again. */
+  private render(model: CacheModel, texts: readonly string[], chat: boolean | ChatOptions): { text: string; chat: boolean }[] {
+    const fp = model.info.fingerprint;
+    const c = JSON.stringify(chat ?? null);
+    const m = this.memo;
+    if (m && m.fp === fp && m.chat === c && m.texts.length === texts.length && m.texts.every((t, i) => t === texts[i])) return m.rendered;
+    const rendered = texts.map((t) => {
+      const r = model.formatText(t, { chat });
+      return { text: r.text, chat: r.chat };
+    });
+    this.memo = { fp, chat: c, texts: texts.slice(), rendered };
+    return rendered;
+  }
+
   private async fill(
     model: CacheModel,
     texts: readonly string[],
@@ -151,7 +167,7 @@ export class ActivationCache {
     const sink = withFeatures ? new Map<LayerSpec, Features>(specs.map((l) => [l, { data: new Float32Array(n * d), rows: n, cols: d }])) : null;
     if (n === 0) return { sink, hits: 0, misses: 0, warnings };
 
-    const rendered = texts.map((t) => model.formatText(t, { chat: opts.chat }));
+    const rendered = this.render(model, texts, opts.chat);
     const key = (i: number, layer: LayerSpec) => ActivationCache.key(fp, rendered[i], layer);
     const stores = specs.map((l) => new LayerStore(this.layerDir(fp, l), fp, l, d, warnings));
 
@@ -180,7 +196,7 @@ export class ActivationCache {
       missing.push(miss);
     }
 
-    // The texts that missed at any layer, once each; positions[u] chains the places text u occurs.
+    // The texts that missed at any layer, once each; head[u], next[i] chain the positions of text u.
     const uniq = new Map<string, number>();
     const capture: string[] = [];
     const first: number[] = [];
