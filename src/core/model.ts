@@ -154,6 +154,8 @@ export interface ModelInternals {
   sessions(): SessionHost;
   /** Checks generate options and renders the prompt (the job without its context). */
   generationJob(input: CaptureInput, options: GenerateOptions): Omit<GenerationJob, "ctx" | "placement">;
+  /** What the load-time probe found in the compute graph. */
+  graph: NativeGraphProbe;
 }
 
 export class Model {
@@ -308,6 +310,7 @@ export class Model {
         const { ctx: _ctx, ...job } = this.generationJob(input, options, null as unknown as NativeContext);
         return job;
       },
+      graph: this.graph,
     };
   }
 

@@ -242,6 +242,28 @@ const SPECS: readonly ArchSpec[] = [
     namesLayerOutputs: true,
   },
   {
+    arch: "mistral3",
+    models: "Mistral Small 3.x, Ministral 3 (text)",
+    vocab: "llama-spm", // Mistral's earlier SentencePiece vocab: the bundle has no Tekken vocab
+    headDim: "free",
+    hparams: [ROPE_BASE(1000000000), RMS_EPS(1e-5)],
+    head: [TOKEN_EMBD],
+    block: LLAMA_BLOCK,
+    tail: [OUTPUT_NORM, OUTPUT], // untied output head
+    namesLayerOutputs: true,
+  },
+  {
+    arch: "smollm3",
+    models: "SmolLM3 (SmolLM2 is llama)",
+    vocab: "llama-bpe",
+    headDim: "free",
+    hparams: [ROPE_BASE(5000000), RMS_EPS(1e-6)], // every 4th layer has no RoPE (llama.cpp fixes the step)
+    head: [TOKEN_EMBD],
+    block: LLAMA_BLOCK,
+    tail: [OUTPUT_NORM],
+    namesLayerOutputs: true,
+  },
+  {
     // An encoder whose graph names no l_out-<n> and no result_norm (its output is result_embd):
     // capture refuses it up front. Not part of the capture matrix.
     arch: "bert",
