@@ -1,8 +1,9 @@
 /**
  * The architecture x quantization matrix: random-weight models of each architecture
  * (src/tools/arch-specs.ts) in f16, q8_0 and q4_k_m, each loaded and checked the way the
- * capture tests check the embedded model. test/arch-matrix.test.ts asserts on a subset in CI;
- * `npm run matrix` (node dist/tools/arch-matrix.js) runs every cell and prints a table.
+ * capture tests check the embedded model. test/arch-matrix.test.ts asserts on every cell (in CI);
+ * `npm run matrix` (node dist/tools/arch-matrix.js [--arch=a,b] [--quant=q,r] [--dir=DIR]) runs
+ * them outside jest and prints a Markdown table.
  */
 import { mkdir, mkdtemp, rm, stat } from "node:fs/promises";
 import { tmpdir } from "node:os";
