@@ -2,8 +2,8 @@
  * Architectures x quantizations: random-weight models of each architecture users bring
  * (src/tools/arch-specs.ts), made at test time by createSyntheticModel and llama.cpp's own
  * quantizer, each checked like the embedded model (src/tools/arch-matrix.ts has the checks and
- * why their tolerances are what they are). Every cell runs: 62 s of CPU time, single-threaded
- * (about a minute on 2 idle cores; 194 s measured here under load average 14). SAFETY_LENS_MATRIX=ci
+ * why their tolerances are what they are). Every cell runs: 57-62 s of CPU time, single-threaded
+ * (about a minute on 2 idle cores; measured 96 s wall at load average 8, 194 s at 14). SAFETY_LENS_MATRIX=ci
  * keeps every architecture at q4_k_m plus llama at f16 and q8_0.
  */
 import { execFile } from "node:child_process";
