@@ -3,7 +3,7 @@
  * (src/tools/arch-specs.ts), made at test time by createSyntheticModel and llama.cpp's own
  * quantizer, each checked like the embedded model (src/tools/arch-matrix.ts has the checks and
  * why their tolerances are what they are). Every cell runs: 57-62 s of CPU time, single-threaded
- * (about a minute on 2 idle cores; measured 96 s wall at load average 8, 194 s at 14). SAFETY_LENS_MATRIX=ci
+ * (measured 51 s wall at load average ~1.5, 96 s at 8, 194 s at 14). SAFETY_LENS_MATRIX=ci
  * keeps every architecture at q4_k_m plus llama at f16 and q8_0.
  */
 import { execFile } from "node:child_process";
