@@ -11,6 +11,7 @@
 import * as path from "node:path";
 
 import { AbortError, CaptureError, InputError, ModelLoadError, ModelStateError } from "../errors";
+import { validateModelFile } from "../io/gguf-validate";
 import { ggufFingerprint, readGgufInfo } from "../io/gguf";
 import {
   Activations,
@@ -204,6 +205,7 @@ export class Model {
 
     const abs = path.resolve(modelPath);
     const gguf = await readGgufInfo(abs); // missing / not GGUF / truncated: ModelLoadError before llama.cpp sees it
+    validateModelFile(abs, gguf); // values llama.cpp would abort on: MODEL_INVALID instead of a crash
     const fingerprint = await ggufFingerprint(abs, gguf);
 
     const addon = ensureLibraries();
