@@ -15,6 +15,8 @@
         "native/BatchDecodeWorker.cpp",
         "native/StreamingMonitor.cpp",
         "native/GenerateWorker.cpp",
+        "native/GraphProbeWorker.cpp",
+        "native/QuantizeWorker.cpp",
         "native/AddonMath.cpp",
         "native/AddonMemory.cpp"
       ],

@@ -7,6 +7,7 @@
 #include "BatchDecodeWorker.h"
 #include "ContextInitWorker.h"
 #include "GenerateWorker.h"
+#include "GraphProbeWorker.h"
 
 namespace {
 
@@ -23,6 +24,7 @@ Napi::Function AddonContext::Define(Napi::Env env) {
                          InstanceMethod("capture", &AddonContext::Capture),
                          InstanceMethod("decode", &AddonContext::Decode),
                          InstanceMethod("generate", &AddonContext::Generate),
+                         InstanceMethod("probeGraph", &AddonContext::ProbeGraph),
                          InstanceMethod("cancel", &AddonContext::Cancel),
                          InstanceMethod("seqRemove", &AddonContext::SeqRemove),
                          InstanceMethod("seqCopy", &AddonContext::SeqCopy),
@@ -163,6 +165,18 @@ Napi::Value AddonContext::SeqCopy(const Napi::CallbackInfo& info) {
   return env.Undefined();
 }
 
+// probeGraph(): Promise<{ layers: Int32Array, resultNorm, nodes, aborted, ms }>: the layers whose
+// output (l_out-<n>) and whether the final norm (result_norm) the compute graph names.
+Napi::Value AddonContext::ProbeGraph(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  RequireReady(env, this);
+  if (!withCallback) throw Napi::Error::New(env, "this context was created without the capture callback");
+  auto* worker = new GraphProbeWorker(env, this);
+  Napi::Promise p = worker->Promise();
+  worker->Queue();
+  return p;
+}
+
 Napi::Value AddonContext::Cancel(const Napi::CallbackInfo& info) {
   cancelled = true;
   return info.Env().Undefined();
@@ -188,11 +202,14 @@ Napi::Value AddonContext::Dispose(const Napi::CallbackInfo& info) {
 }
 
 bool AddonContext::EvalCallback(struct ggml_tensor* t, bool ask, void* userData) {
-  CapturePlan* plan = static_cast<AddonContext*>(userData)->plan;
+  auto* c = static_cast<AddonContext*>(userData);
+  if (c->probe) return c->probe->OnTensor(t, ask);
+  CapturePlan* plan = c->plan;
   if (!plan) return ask ? false : true;
   return plan->OnTensor(t, ask);
 }
 
 bool AddonContext::AbortCallback(void* userData) {
-  return static_cast<AddonContext*>(userData)->cancelled.load();
+  auto* c = static_cast<AddonContext*>(userData);
+  return c->cancelled.load() || (c->probe && c->probe->StopNow());
 }

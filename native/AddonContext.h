@@ -1,6 +1,7 @@
 // AddonContext: a llama_context on an AddonModel, with the graph eval callback
 // that copies hidden-state rows out (CapturePlan) while llama_decode runs. Its jobs
-// run on worker threads: ContextInitWorker, BatchDecodeWorker, GenerateWorker.
+// run on worker threads: ContextInitWorker, BatchDecodeWorker, GenerateWorker,
+// GraphProbeWorker.
 // Mirrored by src/core/model.ts and src/core/generate.ts.
 #pragma once
 #include <napi.h>
@@ -13,6 +14,7 @@
 #include "LlamaApi.h"
 
 class AddonModel;
+class GraphProbeWorker;
 
 class AddonContext : public Napi::ObjectWrap<AddonContext> {
  public:
@@ -38,6 +40,7 @@ class AddonContext : public Napi::ObjectWrap<AddonContext> {
   bool busy = false;
   std::atomic<bool> cancelled{false};
   CapturePlan* plan = nullptr;  // set by the worker around llama_decode
+  GraphProbeWorker* probe = nullptr;  // set by GraphProbeWorker around its llama_decode
   // After a prefill (capture/decode with keep): the prompt stays in sequence
   // prefilledSeq of the KV cache (positions 0..prefilledTokens-1) and its last
   // token's logits are at batch index lastLogitsIndex.
@@ -54,6 +57,7 @@ class AddonContext : public Napi::ObjectWrap<AddonContext> {
   Napi::Value Capture(const Napi::CallbackInfo& info);
   Napi::Value Decode(const Napi::CallbackInfo& info);
   Napi::Value Generate(const Napi::CallbackInfo& info);
+  Napi::Value ProbeGraph(const Napi::CallbackInfo& info);
   Napi::Value Cancel(const Napi::CallbackInfo& info);
   Napi::Value SeqRemove(const Napi::CallbackInfo& info);
   Napi::Value SeqCopy(const Napi::CallbackInfo& info);

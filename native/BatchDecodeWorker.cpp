@@ -8,7 +8,7 @@
 #include "AddonModel.h"
 
 BatchDecodeWorker::BatchDecodeWorker(Napi::Env env, AddonContext* target, Mode mode, Napi::Object request, Napi::Value onProgress)
-    : Napi::AsyncProgressWorker<DecodeProgress>(env, "SafetyLensBatchDecode"),
+    : Napi::AsyncProgressQueueWorker<DecodeProgress>(env, "SafetyLensBatchDecode"),
       job_(env, target, request, onProgress),
       target_(target),
       mode_(mode) {

@@ -23,7 +23,7 @@ struct DecodeProgress {
   uint32_t tokensDone;
 };
 
-class BatchDecodeWorker : public Napi::AsyncProgressWorker<DecodeProgress> {
+class BatchDecodeWorker : public Napi::AsyncProgressQueueWorker<DecodeProgress> {
  public:
   enum class Mode { Capture, Decode };
   // Reads and checks the request; throws a JS TypeError/RangeError on bad input.

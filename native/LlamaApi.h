@@ -35,6 +35,8 @@
   X(llama_model_n_params)              \
   X(llama_model_chat_template)         \
   X(llama_model_has_encoder)           \
+  X(llama_model_quantize_default_params) \
+  X(llama_model_quantize)              \
   X(llama_vocab_n_tokens)              \
   X(llama_vocab_bos)                   \
   X(llama_vocab_eos)                   \

@@ -6,6 +6,7 @@
 //     ContextJob.cpp what the jobs share)
 //   scatter                                 (AddonMath.cpp: covariance for the probes)
 //   releaseMemory / mallocStats             (AddonMemory.cpp: malloc_trim after dispose)
+//   quantize                                (QuantizeWorker.cpp: llama.cpp's quantizer, for tools)
 #include <napi.h>
 
 #include "AddonBackend.h"
@@ -14,6 +15,7 @@
 #include "AddonContext.h"
 #include "AddonModel.h"
 #include "AddonState.h"
+#include "QuantizeWorker.h"
 
 namespace {
 
@@ -48,6 +50,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   AddonBackend::Init(env, exports);
   AddonMath::Init(env, exports);
   AddonMemory::Init(env, exports);
+  exports.Set("quantize", Napi::Function::New(env, QuantizeWorker::Start, "quantize"));
   Napi::Function model = AddonModel::Define(env);
   Napi::Function context = AddonContext::Define(env);
   state->modelCtor = Napi::Persistent(model);

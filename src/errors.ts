@@ -17,6 +17,7 @@ export type SafetyLensErrorCode =
   | "TEXT_EMPTY"
   | "TEXT_TOO_LONG"
   | "TEMPLATE_FAILED"
+  | "LAYERS_UNSUPPORTED"
   | "ABORTED"
   | "DECODE_FAILED"
   | "DATA_FORMAT"
@@ -56,6 +57,13 @@ export class ModelStateError extends SafetyLensError {}
 
 /** A text cannot be captured: empty, longer than the context, or a chat template that fails to render. */
 export class InputError extends SafetyLensError {}
+
+/**
+ * The model cannot give the hidden states asked for (code LAYERS_UNSUPPORTED): llama.cpp's
+ * compute graph for its architecture names no l_out-<n> (layer output) or no result_norm
+ * ("final") tensor. Found when the model loads; capture and generation refuse before any decode.
+ */
+export class CaptureError extends SafetyLensError {}
 
 /** The operation was cancelled through its AbortSignal. */
 export class AbortError extends SafetyLensError {

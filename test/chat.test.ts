@@ -111,7 +111,7 @@ describe("chat sessions", () => {
       const ac = new AbortController();
       let n = 0;
       const t = await chat.send(USERS[0], {
-        maxTokens: 40,
+        maxTokens: 200, // room for the abort to land: onToken runs on the event loop while the worker goes on
         temperature: 0,
         signal: ac.signal,
         onToken: () => {
@@ -120,7 +120,7 @@ describe("chat sessions", () => {
       });
       expect(t.finishReason).toBe("aborted");
       expect(t.candidates[0].tokens.length).toBeGreaterThanOrEqual(3);
-      expect(t.candidates[0].tokens.length).toBeLessThan(40);
+      expect(t.candidates[0].tokens.length).toBeLessThan(200);
       expect(chat.history.messages[1].content).toBe(t.text);
       // aborted before anything was generated: the history does not change
       const ac2 = new AbortController();

@@ -107,10 +107,11 @@ describe("rendering", () => {
     expect(renderChatTemplate(t, USER, { bosToken: null, addAssistantPrefix: false }).text).toBe("user:hi");
   });
 
-  test("renderChat keeps its API: ChatML for models without a template", () => {
-    expect(renderChat(null, USER)).toBe("<|im_start|>user\nhi<|im_end|>\n<|im_start|>assistant\n");
-    expect(renderChat(FALLBACK_CHAT_TEMPLATE, SYS_USER, { addAssistantPrefix: false })).toBe("<|im_start|>system\nBe brief.<|im_end|>\n<|im_start|>user\nhi<|im_end|>\n");
-    expect(renderChat(NO_SYSTEM, SYS_USER)).toBe("<turn>user\n### System message\n\nBe brief.\n\n----\n\nhi<end>\n<turn>model\n");
+  test("renderChat: ChatML for models without a template; the date and whether the system text was merged", () => {
+    expect(renderChat(null, USER)).toEqual({ text: "<|im_start|>user\nhi<|im_end|>\n<|im_start|>assistant\n", date: "2024-06-01", systemMerged: false });
+    expect(renderChat(null, USER).text).toBe("<|im_start|>user\nhi<|im_end|>\n<|im_start|>assistant\n");
+    expect(renderChat(FALLBACK_CHAT_TEMPLATE, SYS_USER, { addAssistantPrefix: false }).text).toBe("<|im_start|>system\nBe brief.<|im_end|>\n<|im_start|>user\nhi<|im_end|>\n");
+    expect(renderChat(NO_SYSTEM, SYS_USER)).toEqual({ text: "<turn>user\n### System message\n\nBe brief.\n\n----\n\nhi<end>\n<turn>model\n", date: "2024-06-01", systemMerged: true });
   });
 
   test("a template cannot change the caller's messages", () => {

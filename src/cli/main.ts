@@ -49,6 +49,12 @@ Usage:
   List options: --seed N, --limit-per-file N, --max-candidates N, --max-chars N, --test-source S...,
     --on-long skip|truncate|error, --lossy-utf8
 
+ Tools (test models):
+  safety-lens synthetic --arch ARCH --layers N --width W --out FILE.gguf [--quant f16|q8_0|q4_k_m] [--vocab NAME]
+                      [--vocab-dir DIR] [--heads N] [--heads-kv N] [--head-dim N] [--ffn N] [--ctx N] [--seed N]
+                      [--threads N]   random weights, real tensor layout: llama, qwen2, qwen3, gemma2, gemma3,
+                      phi3, granite, olmo2, mistral3, smollm3, bert; tokenizer from llama.cpp's bundled vocabs
+
 Common options (every command):
   --model PATH      a GGUF model (default: the embedded ${path.basename(DEFAULT_MODEL_PATH)})
   --threads N       llama.cpp threads (default: physical cores)
@@ -124,6 +130,9 @@ export async function main(argv: string[]): Promise<number> {
         break;
       case "demo":
         await (await import("./demo")).cmdDemo(rest);
+        break;
+      case "synthetic":
+        await (await import("./synthetic")).cmdSynthetic(rest);
         break;
       default:
         throw new UsageError(`unknown command ${JSON.stringify(cmd)}; run safety-lens --help`);

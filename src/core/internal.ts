@@ -5,6 +5,7 @@
  *   embed(model, texts)     llama.cpp's own last-token embeddings (the reference "final" is tested against)
  *   evaluate(model, texts)  plain llama_decode, no eval callback (the benchmark's floor)
  *   layerCodes(model, l)    the addon's slot codes of a layer list
+ *   graphProbe(model)       which hidden states the compute graph names (found at load)
  */
 import type { CaptureInput, LayerSpec, PreparedTexts } from "./activations";
 import { checkLayers } from "./activations";
@@ -45,4 +46,10 @@ export async function evaluate(
 /** The addon's slot codes (-1 = final) of a checked layer list. */
 export function layerCodes(model: Model, layers: readonly LayerSpec[]): { specs: LayerSpec[]; codes: Int32Array } {
   return checkLayers(layers, model.info.nLayer);
+}
+
+/** What the one-token probe at load found: layers named l_out-<n>, result_norm, its cost. */
+export function graphProbe(model: Model): { layers: number[]; resultNorm: boolean; nodes: number; aborted: boolean; ms: number } {
+  const g = model[kInternal].graph;
+  return { layers: Array.from(g.layers), resultNorm: g.resultNorm, nodes: g.nodes, aborted: g.aborted, ms: g.ms };
 }

@@ -10,7 +10,8 @@
  */
 import * as path from "node:path";
 
-import { AbortError, InputError, ModelLoadError, ModelStateError } from "../errors";
+import { AbortError, CaptureError, InputError, ModelLoadError, ModelStateError } from "../errors";
+import { validateModelFile } from "../io/gguf-validate";
 import { ggufFingerprint, readGgufInfo } from "../io/gguf";
 import {
   Activations,
@@ -40,6 +41,7 @@ import {
   type GpuOption,
   mapNativeError,
   type NativeContext,
+  type NativeGraphProbe,
   type NativeModel,
   type NativeModelInfo,
   ensureLibraries,
@@ -153,6 +155,8 @@ export interface ModelInternals {
   sessions(): SessionHost;
   /** Checks generate options and renders the prompt (the job without its context). */
   generationJob(input: CaptureInput, options: GenerateOptions): Omit<GenerationJob, "ctx" | "placement">;
+  /** What the load-time probe found in the compute graph. */
+  graph: NativeGraphProbe;
 }
 
 export class Model {
@@ -169,6 +173,7 @@ export class Model {
     private readonly nativeInfo: NativeModelInfo,
     context: NativeContext,
     private readonly releaseMemoryOnDispose: boolean,
+    private readonly graph: NativeGraphProbe,
   ) {
     this.nativeContext = context;
   }
@@ -200,6 +205,7 @@ export class Model {
 
     const abs = path.resolve(modelPath);
     const gguf = await readGgufInfo(abs); // missing / not GGUF / truncated: ModelLoadError before llama.cpp sees it
+    validateModelFile(abs, gguf); // values llama.cpp would abort on: MODEL_INVALID instead of a crash
     const fingerprint = await ggufFingerprint(abs, gguf);
 
     const addon = ensureLibraries();
@@ -240,8 +246,12 @@ export class Model {
       flashAttention: options.flashAttention ?? false,
       kvCacheF16: kvCacheType === "f16",
     });
+    // Which hidden states the architecture's graph names (l_out-<n>, result_norm), from one
+    // test token (stopped once the graph is seen: well under a millisecond on the CPU).
+    let graph: NativeGraphProbe;
     try {
       await context.init();
+      graph = await context.probeGraph();
     } catch (e) {
       context.dispose();
       native.dispose();
@@ -271,7 +281,7 @@ export class Model {
       flashAttention: options.flashAttention ?? false,
       kvCacheType,
     };
-    return new Model(Object.freeze(info), native, ni, context, options.releaseMemoryOnDispose ?? true);
+    return new Model(Object.freeze(info), native, ni, context, options.releaseMemoryOnDispose ?? true, graph);
   }
 
   /** @internal */
@@ -302,6 +312,7 @@ export class Model {
         const { ctx: _ctx, ...job } = this.generationJob(input, options, null as unknown as NativeContext);
         return job;
       },
+      graph: this.graph,
     };
   }
 
@@ -421,6 +432,7 @@ export class Model {
     const signal = options.signal;
     if (signal !== undefined && !(signal instanceof AbortSignal)) throw new TypeError("signal must be an AbortSignal");
     const { specs, codes } = checkLayers(options.layers, this.info.nLayer);
+    this.checkCapturable(specs);
     const prepared = isPrepared(inputs) ? this.checkPrepared(inputs) : this.prepare(inputs, options);
     if (signal?.aborted) throw new AbortError();
 
@@ -445,6 +457,24 @@ export class Model {
     for (let i = 0; i < count; i++) tokenCounts[i] = prepared.offsets[i + 1] - prepared.offsets[i];
     const offsets = pool === "tokens" ? prepared.offsets.slice() : Uint32Array.from({ length: count + 1 }, (_, i) => i);
     return new Activations(specs, pool, this.info.nEmbd, count, tokenCounts, outputs, offsets);
+  }
+
+  /** Refuses, before any decode, hidden states the architecture's graph does not name. */
+  private checkCapturable(specs: readonly LayerSpec[]): void {
+    const named = new Set(this.graph.layers);
+    const missing = specs.filter((s) => (s === "final" ? !this.graph.resultNorm : !named.has(s)));
+    if (missing.length === 0) return;
+    const layers = missing.filter((s) => s !== "final");
+    const why: string[] = [];
+    if (layers.length > 0) {
+      why.push(named.size === 0 ? "no layer outputs (l_out-<n>)" : `no output for ${layers.length > 1 ? "layers" : "layer"} ${layers.join(", ")} (l_out-<n>)`);
+    }
+    if (missing.includes("final")) why.push("no final-norm output (result_norm)");
+    const list = missing.map((s) => (s === "final" ? '"final"' : String(s)));
+    throw new CaptureError(
+      "LAYERS_UNSUPPORTED",
+      `${list.length > 1 ? "layers" : "layer"} ${list.join(", ")} cannot be captured from this model: llama.cpp's compute graph for the ${this.info.arch} architecture names ${why.join(" and ")}`,
+    );
   }
 
   private checkPrepared(p: PreparedTexts): PreparedTexts {
@@ -519,6 +549,8 @@ export class Model {
     const o = resolveGenerateOptions(options, this.info);
     const layers = o.capture ? checkLayers(o.capture.layers, this.info.nLayer) : null;
     const monitorCode = o.monitor ? checkLayers([o.monitor.layer], this.info.nLayer).codes[0] : null;
+    if (layers) this.checkCapturable(layers.specs);
+    if (o.monitor) this.checkCapturable([o.monitor.layer]);
     const { text, tokens } = this.renderAndTokenize(input, options, "prompt");
     return { ctx, text, tokens, o, layers, monitorCode, nEmbd: this.info.nEmbd, options, isDisposed: () => this.disposed };
   }

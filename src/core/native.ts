@@ -32,6 +32,8 @@ export interface NativeAddon {
   releaseMemory(): boolean;
   /** glibc's counters over all arenas, in bytes; null elsewhere. */
   mallocStats(): { inUse: number; free: number; mapped: number } | null;
+  /** llama.cpp's quantizer (tools only): writes `output` with `type` weights. */
+  quantize(input: string, output: string, type: "f16" | "q8_0" | "q4_k_m", threads?: number): Promise<void>;
   AddonModel: new (path: string, options: { gpuLayers: number; useMmap: boolean; devices: string[] }) => NativeModel;
   AddonContext: new (model: NativeModel, options: NativeContextOptions) => NativeContext;
 }
@@ -158,6 +160,18 @@ export interface NativeGenerateResult {
   steps: number;
 }
 
+export interface NativeGraphProbe {
+  /** Layers whose output the graph names l_out-<n>. */
+  layers: Int32Array;
+  /** Whether it names the final norm's output result_norm. */
+  resultNorm: boolean;
+  /** Graph nodes seen. */
+  nodes: number;
+  /** Whether the probe stopped the computation early (after the whole graph was seen). */
+  aborted: boolean;
+  ms: number;
+}
+
 export interface NativeContext {
   init(): Promise<void>;
   capture(request: NativeCaptureRequest, onProgress?: (textsDone: number, tokensDone: number) => void): Promise<{ decodeMs: number }>;
@@ -168,6 +182,8 @@ export interface NativeContext {
   seqRemove(seq: number, p0: number, p1: number): void;
   /** Makes dst share src's cells in [p0, p1). */
   seqCopy(src: number, dst: number, p0: number, p1: number): void;
+  /** Decodes one token to find which hidden states the compute graph names (see native/GraphProbeWorker.h). */
+  probeGraph(): Promise<NativeGraphProbe>;
   info(): { contextSize: number; batchSize: number; sequences: number; threads: number };
   dispose(): void;
 }

@@ -1,30 +1,41 @@
 /**
- * Synthetic random-weight models for benchmarks and tests: a Qwen2-architecture GGUF with real
- * tensor names and shapes (llama.cpp loads and runs it), random F16 weights, and a real tokenizer
+ * Synthetic random-weight models for benchmarks and tests: a GGUF of one of several
+ * architectures (src/tools/arch-specs.ts) with real tensor names and shapes (llama.cpp loads
+ * and runs it), random F16 weights (optionally quantized by llama.cpp), and a real tokenizer
  * copied from a llama.cpp vocab GGUF.
  */
 import { execFile, spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { createWriteStream, existsSync } from "node:fs";
 import { mkdir, mkdtemp, rename, rm, stat, unlink } from "node:fs/promises";
-import { tmpdir } from "node:os";
+import { homedir, tmpdir } from "node:os";
 import { join } from "node:path";
 import { finished } from "node:stream/promises";
 import { promisify } from "node:util";
 import { GgmlType, type GgufMetadataEntry, GgufValueType, readGgufInfo, readGgufMetadataEntries } from "../io/gguf";
+import { type ArchConfig, type ArchSpec, archSpec, hparamsOf, SYNTHETIC_ARCHS, type TensorSpec } from "./arch-specs";
 import { f32ToF16, type GgufTensorInput, writeGguf } from "./gguf-writer";
+import { QUANT_TYPES, quantizeModel, type QuantType } from "./quantize";
 
 const execFileAsync = promisify(execFile);
 
 export interface SyntheticModelOptions {
   /** Output GGUF path. */
   out: string;
+  /** Architecture (general.architecture): one of SYNTHETIC_ARCHS (default "qwen2"). */
+  arch?: string;
+  /** Weight type: "f16" (written directly), or "q8_0" / "q4_k_m" (llama.cpp's quantizer on the F16 file). */
+  quant?: QuantType;
   /** Transformer blocks (default 24). */
   layers?: number;
   /** Hidden size / n_embd (default 896). */
   width?: number;
   /** A GGUF with tokenizer.* metadata (e.g. llama.cpp's models/ggml-vocab-qwen2.gguf). */
-  vocabGguf: string;
+  vocabGguf?: string;
+  /** Instead of vocabGguf: a vocab of llama.cpp's bundle ("llama-bpe", "qwen2", ...; default the architecture's). */
+  vocab?: string;
+  /** Where bundle vocabs are extracted to and kept (default $SAFETY_LENS_CACHE/vocab, else ~/.cache/safety-lens/vocab). */
+  vocabDir?: string;
   /** PRNG seed (default 1); the same options and seed give a byte-identical file. */
   seed?: number;
   /** Feed-forward size (default: 16/3 * width rounded up to a multiple of 128; 4864 for 896). */
@@ -33,23 +44,32 @@ export interface SyntheticModelOptions {
   heads?: number;
   /** KV heads (default 2 when heads is even, else 1). */
   headsKv?: number;
-  /** Context length written as qwen2.context_length (default 4096). */
+  /** Head size, where the architecture allows any (default: the architecture's, else width / heads). */
+  headDim?: number;
+  /** Context length written as <arch>.context_length (default 4096). */
   ctx?: number;
-  /** general.name (default "synthetic-qwen2-<layers>x<width>"). */
+  /** general.name (default "synthetic-<arch>-<layers>x<width>"). */
   name?: string;
+  /** Threads for the quantizer (default 1). */
+  threads?: number;
 }
 
 export interface SyntheticModelInfo {
   path: string;
+  arch: string;
+  quant: QuantType;
   fileSize: number;
   layers: number;
   width: number;
   ffn: number;
   heads: number;
   headsKv: number;
+  headDim: number;
   ctx: number;
   nVocab: number;
   nParams: number;
+  /** The vocab GGUF the tokenizer came from. */
+  vocabGguf: string;
 }
 
 /** ChatML, used when the vocab file carries no chat template. */
@@ -141,84 +161,113 @@ function positiveInt(name: string, v: number): number {
   return v;
 }
 
-/**
- * Write a random-weight Qwen2 GGUF (defaults: Qwen2.5-0.5B shapes, 24 x 896, 14 heads, 2 KV heads,
- * ffn 4864, tied embeddings) with the tokenizer of `vocabGguf`. Matrices are F16, norms and biases
- * F32; norms are 1, everything else ~N(0, 0.02^2) from a seeded PRNG (tensors are independent
- * streams, so a file is reproducible for given options and seed).
- */
-export async function createSyntheticModel(opts: SyntheticModelOptions): Promise<SyntheticModelInfo> {
+/** Where bundle vocabs are kept by default: $SAFETY_LENS_CACHE/vocab, else ~/.cache/safety-lens/vocab. */
+export function defaultVocabDir(): string {
+  const env = process.env.SAFETY_LENS_CACHE;
+  return join(env && env.length > 0 ? env : join(homedir(), ".cache", "safety-lens"), "vocab");
+}
+
+/** The architecture's sizes from the options, checked against its constraints. */
+function resolveConfig(spec: ArchSpec, opts: SyntheticModelOptions, nVocab: number): ArchConfig {
   const layers = positiveInt("layers", opts.layers ?? 24);
   const width = positiveInt("width", opts.width ?? 896);
   const heads = positiveInt("heads", opts.heads ?? Math.max(1, Math.floor(width / 64)));
   const headsKv = positiveInt("headsKv", opts.headsKv ?? (heads % 2 === 0 ? 2 : 1));
   const ffn = positiveInt("ffn", opts.ffn ?? Math.ceil((width * 16) / 3 / 128) * 128);
   const ctx = positiveInt("ctx", opts.ctx ?? 4096);
-  const seed = opts.seed ?? 1;
-  if (width % heads !== 0) throw new RangeError(`createSyntheticModel: width ${width} is not divisible by heads ${heads}`);
   if (heads % headsKv !== 0) throw new RangeError(`createSyntheticModel: heads ${heads} is not divisible by headsKv ${headsKv}`);
-  const headDim = width / heads;
+  let headDim: number;
+  if (spec.headDim === "width/heads") {
+    if (width % heads !== 0) throw new RangeError(`createSyntheticModel: width ${width} is not divisible by heads ${heads}`);
+    headDim = width / heads;
+    if (opts.headDim !== undefined && opts.headDim !== headDim) {
+      throw new RangeError(`createSyntheticModel: ${spec.arch} needs headDim = width / heads = ${headDim}, got ${opts.headDim}`);
+    }
+  } else if (opts.headDim !== undefined) {
+    headDim = positiveInt("headDim", opts.headDim);
+  } else if (spec.defaultHeadDim) {
+    headDim = spec.defaultHeadDim(width, heads);
+  } else {
+    if (width % heads !== 0) throw new RangeError(`createSyntheticModel: width ${width} is not divisible by heads ${heads}`);
+    headDim = width / heads;
+  }
   if (headDim % 2 !== 0) throw new RangeError(`createSyntheticModel: head dimension ${headDim} must be even (RoPE)`);
-  const kvDim = headDim * headsKv;
+  return { layers, width, heads, headsKv, headDim, ffn, nVocab, ctx };
+}
 
-  const tokenizer = await readGgufMetadataEntries(opts.vocabGguf, (k) => k.startsWith("tokenizer."));
+/**
+ * Write a random-weight GGUF of one architecture (default qwen2 with Qwen2.5-0.5B shapes:
+ * 24 x 896, 14 heads, 2 KV heads, ffn 4864, tied embeddings) with the real tensor names and
+ * shapes llama.cpp's loader expects (src/tools/arch-specs.ts) and the tokenizer of a vocab
+ * GGUF. Matrices are F16, norms and biases F32; norms are 1, everything else ~N(0, 0.02^2)
+ * from a seeded PRNG (tensors are independent streams, so a file is reproducible for given
+ * options and seed). With quant "q8_0" or "q4_k_m" the F16 file goes through llama.cpp's own
+ * quantizer (llama_model_quantize); k-quants need rows of a multiple of 256 values (width and
+ * ffn), llama.cpp falls back to another type for other tensors.
+ */
+export async function createSyntheticModel(opts: SyntheticModelOptions): Promise<SyntheticModelInfo> {
+  const arch = opts.arch ?? "qwen2";
+  const spec = archSpec(arch);
+  if (!spec) throw new RangeError(`createSyntheticModel: unknown arch ${JSON.stringify(arch)}; one of ${SYNTHETIC_ARCHS.join(", ")}`);
+  const quant = opts.quant ?? "f16";
+  if (!QUANT_TYPES.includes(quant)) throw new RangeError(`createSyntheticModel: quant must be one of ${QUANT_TYPES.join(", ")}, got ${JSON.stringify(quant)}`);
+  if (opts.vocabGguf !== undefined && opts.vocab !== undefined) throw new TypeError("createSyntheticModel: give vocabGguf or vocab, not both");
+  // Sizes are checked before anything is extracted or written.
+  resolveConfig(spec, opts, 1);
+  const seed = opts.seed ?? 1;
+  const vocabGguf = opts.vocabGguf ?? (await extractLlamaVocab(opts.vocab ?? spec.vocab, opts.vocabDir ?? defaultVocabDir()));
+
+  const tokenizer = await readGgufMetadataEntries(vocabGguf, (k) => k.startsWith("tokenizer."));
   const tokens = tokenizer.find((e) => e.key === "tokenizer.ggml.tokens");
   if (!tokens || !Array.isArray(tokens.value) || tokens.value.length === 0) {
-    throw new RangeError(`createSyntheticModel: ${opts.vocabGguf} has no tokenizer.ggml.tokens array`);
+    throw new RangeError(`createSyntheticModel: ${vocabGguf} has no tokenizer.ggml.tokens array`);
   }
-  const nVocab = tokens.value.length;
+  const c = resolveConfig(spec, opts, tokens.value.length);
   if (!tokenizer.some((e) => e.key === "tokenizer.chat_template")) {
     tokenizer.push({ key: "tokenizer.chat_template", type: GgufValueType.STRING, value: CHATML_TEMPLATE });
   }
 
-  const u32 = (key: string, value: number): GgufMetadataEntry => ({ key, type: GgufValueType.UINT32, value });
   const metadata: GgufMetadataEntry[] = [
-    { key: "general.architecture", type: GgufValueType.STRING, value: "qwen2" },
-    { key: "general.name", type: GgufValueType.STRING, value: opts.name ?? `synthetic-qwen2-${layers}x${width}` },
-    u32("general.file_type", 1), // LLAMA_FTYPE_MOSTLY_F16
-    u32("general.alignment", 32),
-    u32("qwen2.block_count", layers),
-    u32("qwen2.context_length", ctx),
-    u32("qwen2.embedding_length", width),
-    u32("qwen2.feed_forward_length", ffn),
-    u32("qwen2.attention.head_count", heads),
-    u32("qwen2.attention.head_count_kv", headsKv),
-    { key: "qwen2.rope.freq_base", type: GgufValueType.FLOAT32, value: 1000000 },
-    { key: "qwen2.attention.layer_norm_rms_epsilon", type: GgufValueType.FLOAT32, value: 1e-6 },
+    { key: "general.architecture", type: GgufValueType.STRING, value: arch },
+    { key: "general.name", type: GgufValueType.STRING, value: opts.name ?? `synthetic-${arch}-${c.layers}x${c.width}` },
+    { key: "general.file_type", type: GgufValueType.UINT32, value: 1 }, // LLAMA_FTYPE_MOSTLY_F16
+    { key: "general.alignment", type: GgufValueType.UINT32, value: 32 },
+    ...hparamsOf(spec, c),
     ...tokenizer,
   ];
 
   const tensors: GgufTensorInput[] = [];
-  const random = (name: string, shape: number[], type: GgmlType.F16 | GgmlType.F32): void => {
+  const add = (t: TensorSpec, layer: number): void => {
+    const name = t.name.replace("#", String(layer));
+    const shape = t.shape(c);
     const n = shape.reduce((a, b) => a * b, 1);
+    if (t.init === "ones") {
+      tensors.push({ name, shape, type: GgmlType.F32, data: new Float32Array(n).fill(1) });
+      return;
+    }
+    // matrices F16, vectors (biases) F32, as llama.cpp's converters write them
+    const type = shape.length > 1 && !t.f32 ? GgmlType.F16 : GgmlType.F32;
     const state = tensorSeed(seed, tensors.length);
     tensors.push({ name, shape, type, data: () => randomChunks(n, state, type === GgmlType.F16) });
   };
-  const ones = (name: string, n: number): void => {
-    tensors.push({ name, shape: [n], type: GgmlType.F32, data: new Float32Array(n).fill(1) });
-  };
-
-  random("token_embd.weight", [width, nVocab], GgmlType.F16);
-  for (let l = 0; l < layers; l++) {
-    const b = `blk.${l}`;
-    ones(`${b}.attn_norm.weight`, width);
-    random(`${b}.attn_q.weight`, [width, width], GgmlType.F16);
-    random(`${b}.attn_q.bias`, [width], GgmlType.F32);
-    random(`${b}.attn_k.weight`, [width, kvDim], GgmlType.F16);
-    random(`${b}.attn_k.bias`, [kvDim], GgmlType.F32);
-    random(`${b}.attn_v.weight`, [width, kvDim], GgmlType.F16);
-    random(`${b}.attn_v.bias`, [kvDim], GgmlType.F32);
-    random(`${b}.attn_output.weight`, [width, width], GgmlType.F16);
-    ones(`${b}.ffn_norm.weight`, width);
-    random(`${b}.ffn_gate.weight`, [width, ffn], GgmlType.F16);
-    random(`${b}.ffn_up.weight`, [width, ffn], GgmlType.F16);
-    random(`${b}.ffn_down.weight`, [ffn, width], GgmlType.F16);
-  }
-  ones("output_norm.weight", width);
-
-  const { fileSize } = await writeGguf(opts.out, { metadata, tensors });
+  for (const t of spec.head) add(t, -1);
+  for (let l = 0; l < c.layers; l++) for (const t of spec.block) add(t, l);
+  for (const t of spec.tail) add(t, -1);
   const nParams = tensors.reduce((sum, t) => sum + t.shape.reduce((a, b) => a * b, 1), 0);
-  return { path: opts.out, fileSize, layers, width, ffn, heads, headsKv, ctx, nVocab, nParams };
+
+  let fileSize: number;
+  if (quant === "f16") {
+    ({ fileSize } = await writeGguf(opts.out, { metadata, tensors }));
+  } else {
+    const f16 = `${opts.out}.${process.pid}.${randomBytes(4).toString("hex")}.f16.tmp`;
+    try {
+      await writeGguf(f16, { metadata, tensors });
+      ({ fileSize } = await quantizeModel(f16, opts.out, quant, { threads: opts.threads ?? 1 }));
+    } finally {
+      await unlink(f16).catch(() => undefined);
+    }
+  }
+  return { path: opts.out, arch, quant, fileSize, ...c, nParams, vocabGguf };
 }
 
 /** Directory of the installed node-llama-cpp package (found along require's search paths). */
@@ -236,16 +285,22 @@ export function findNodeLlamaCppDir(): string {
  * valid file in destDir is reused. Needs `git` on PATH.
  */
 export async function extractLlamaVocab(name: string, destDir: string): Promise<string> {
-  if (!/^[A-Za-z0-9][A-Za-z0-9._-]*$/.test(name)) throw new RangeError(`invalid vocab name "${name}"`);
-  const dest = join(destDir, `ggml-vocab-${name}.gguf`);
-  if (existsSync(dest)) {
+  return (await extractLlamaVocabs([name], destDir))[0];
+}
+
+/** extractLlamaVocab for several names, from one clone of the bundle; paths in the order asked. */
+export async function extractLlamaVocabs(names: readonly string[], destDir: string): Promise<string[]> {
+  for (const name of names) if (!/^[A-Za-z0-9][A-Za-z0-9._-]*$/.test(name)) throw new RangeError(`invalid vocab name "${name}"`);
+  const dests = names.map((name) => join(destDir, `ggml-vocab-${name}.gguf`));
+  const missing: number[] = [];
+  for (let i = 0; i < names.length; i++) {
     try {
-      await readGgufInfo(dest);
-      return dest;
+      await readGgufInfo(dests[i]);
     } catch {
-      // Damaged cache: extract again.
+      missing.push(i); // absent or damaged: extract (again)
     }
   }
+  if (missing.length === 0) return dests;
   const bundle = join(findNodeLlamaCppDir(), "llama", "gitRelease.bundle");
   try {
     await stat(bundle);
@@ -254,10 +309,19 @@ export async function extractLlamaVocab(name: string, destDir: string): Promise<
   }
   await mkdir(destDir, { recursive: true });
   const repo = await mkdtemp(join(tmpdir(), "safety-lens-llama-"));
-  const tmp = `${dest}.${process.pid}.${randomBytes(4).toString("hex")}.tmp`;
   try {
     await execFileAsync("git", ["clone", "--bare", "-q", bundle, repo]);
-    // Stream the blob straight to disk (binary-safe).
+    for (const i of missing) await extractBlob(bundle, repo, names[i], dests[i]);
+    return dests;
+  } finally {
+    await rm(repo, { recursive: true, force: true });
+  }
+}
+
+/** Streams one vocab blob of a cloned bundle to dest (binary-safe, atomically). */
+async function extractBlob(bundle: string, repo: string, name: string, dest: string): Promise<void> {
+  const tmp = `${dest}.${process.pid}.${randomBytes(4).toString("hex")}.tmp`;
+  try {
     const child = spawn("git", ["--git-dir", repo, "show", `HEAD:models/ggml-vocab-${name}.gguf`], {
       stdio: ["ignore", "pipe", "pipe"],
     });
@@ -272,9 +336,7 @@ export async function extractLlamaVocab(name: string, destDir: string): Promise<
     await finished(out);
     if (code !== 0) throw new Error(`cannot extract ggml-vocab-${name}.gguf from ${bundle}: ${stderr.trim() || `git exited with ${code}`}`);
     await rename(tmp, dest);
-    return dest;
   } finally {
     await unlink(tmp).catch(() => undefined);
-    await rm(repo, { recursive: true, force: true });
   }
 }
