@@ -13,6 +13,7 @@ import type { ChatMessage } from "../src/core/chat";
 import { Monitor } from "../src/monitor/monitor";
 import { replay } from "../src/monitor/rule";
 import { Guard } from "../src/guard";
+import { DEFAULT_INPUT_FORMAT } from "../src/core/chat";
 import { MODEL, maxAbsDiff, modelVariant, tmpDir } from "./helpers";
 
 const SYSTEM = "You tell short stories.";
@@ -237,7 +238,10 @@ async function plantedMonitor(model: Model, prompt: string, layer: number, thres
   }
   const data = new Float32Array(rows.length * d);
   rows.forEach((r, i) => data.set(r, i * d));
-  const probe = Probe.train({ method: "logreg", layers: [layer], train: { features: [{ data, rows: rows.length, cols: d }], labels: Uint8Array.from(y) }, model });
+  const probe = Probe.train({ method: "logreg", layers: [layer], train: { features: [{ data, rows: rows.length, cols: d }], labels: Uint8Array.from(y) },
+    input: { ...DEFAULT_INPUT_FORMAT, chat: false }, // its rows were read from the text as given
+    model,
+  });
   const monitor = Monitor.fromProbe(probe, { rule: { kind: "ema", alpha: 0.5 }, threshold });
   const scores = monitor.scoreTokens(acts.layer(layer), head.length, all.length);
   return { monitor, scores, tokens: R };
@@ -271,9 +275,9 @@ describe("the streaming monitor", () => {
     const outMean = await model.generate(prompt, { maxTokens: 24, temperature: 0, monitor: mean });
     expect(outMean.candidates[0].monitor!.flaggedAt).toBe(wantMean.flaggedAt);
     // actions: refuse replaces the text, a callback supplies it
-    const refused = await monitor.generate(model, prompt, { maxTokens: 24, temperature: 0, chat: false, action: "refuse", refusal: "No." });
+    const refused = await monitor.generate(model, prompt, { maxTokens: 24, temperature: 0, action: "refuse", refusal: "No." });
     expect(refused.candidates[0]).toMatchObject({ finishReason: "flagged", text: "No." });
-    const called = await monitor.generate(model, prompt, { maxTokens: 24, temperature: 0, chat: false, action: (cand) => `[${cand.tokens.length} tokens withheld]` });
+    const called = await monitor.generate(model, prompt, { maxTokens: 24, temperature: 0, action: (cand) => `[${cand.tokens.length} tokens withheld]` });
     expect(called.candidates[0].text).toBe(`[${want.flaggedAt} tokens withheld]`);
   });
 

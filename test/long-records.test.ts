@@ -7,6 +7,7 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 
 import { evaluateRanker, fitLists, InputError, loadModel, loadRankerData, Model, Ranker, trainProbe, trainRankerOnFiles } from "../src";
+import { tokenFeatures } from "../src/monitor/data";
 import { MODEL, tmpDir } from "./helpers";
 
 const SAMPLES = path.join(__dirname, "..", "samples", "prompts.jsonl");
@@ -51,6 +52,10 @@ describe("long records on a 256-token context (llama.cpp's smallest)", () => {
     const err = await trainProbe(model, { ...base, onLong: "error" }).catch((e) => e);
     expect(err).toBeInstanceOf(InputError);
     expect(err.code).toBe("TEXT_TOO_LONG");
+    // the message names the record (id, file and line), not its index in a list the caller never saw
+    const lines = fs.readFileSync(prompts, "utf8").split("\n");
+    const line = lines.findIndex((l) => (JSON.parse(l || "{}") as { id?: string }).id === expected[0]) + 1;
+    expect(err.message).toMatch(new RegExp(`^prompt "${expected[0]}" \\(${prompts.replace(/[/.]/g, "\\$&")}:${line}\\) has \\d+ tokens but the context holds 256$`));
   });
 
   test("ranker: a list whose instruction fills the context is skipped (not fatal), truncated or refused", async () => {
@@ -80,8 +85,30 @@ describe("long records on a 256-token context (llama.cpp's smallest)", () => {
     const refused = await r.ranker.rank(model, LONG, cands).catch((e) => e);
     expect(refused).toBeInstanceOf(InputError);
     expect(refused.code).toBe("TEXT_TOO_LONG");
+    expect(refused.message).toMatch(/^lists\[0\]\.prompt has \d+ tokens but the context holds 256, and 32 of them are kept for the responses$/);
     const cut = await r.ranker.rank(model, LONG, cands, { onLong: "truncate" });
     expect(cut.scores.every(Number.isFinite)).toBe(true);
+    // "skip" is not a policy of one ranking (there would be nothing to return)
+    await expect(r.ranker.rank(model, LONG, cands, { onLong: "skip" as "error" })).rejects.toThrow(new TypeError('onLong must be "error" or "truncate", got "skip"'));
+  });
+
+  test("monitor features: a response whose instruction fills the context is skipped, cut or refused", async () => {
+    const responses = [
+      { id: "short#0", source: "t", prompt: "Tell me a story.", text: "Once upon a time.", label: 0 as const },
+      { id: "long#0", source: "t", prompt: LONG, text: "Sure, here it is.", label: 1 as const },
+    ];
+    const skip = await tokenFeatures(model, responses, [2], { maxResponseTokens: 16 });
+    expect(skip.skipped).toEqual(["long#0"]);
+    expect(skip.responses.map((r) => r.id)).toEqual(["short#0"]);
+    const cut = await tokenFeatures(model, responses, [2], { maxResponseTokens: 16, onLong: "truncate" });
+    expect(cut.skipped).toEqual([]);
+    expect(cut.truncatedPrompts).toEqual(["long#0"]);
+    // the long response keeps all its tokens: the instruction was cut to leave room for them
+    expect(cut.offsets[2] - cut.offsets[1]).toBe(model.tokenizeText("Sure, here it is.").length);
+    expect(Array.from(cut.tokens.get(2)!).every(Number.isFinite)).toBe(true);
+    const err = await tokenFeatures(model, responses, [2], { onLong: "error" }).catch((e) => e);
+    expect(err).toBeInstanceOf(InputError);
+    expect(err.message).toMatch(/^response "long#0": its instruction has \d+ tokens but the context holds 256$/);
   });
 
   test("the checkpoint is rewritten at each improvement with the epoch it holds", async () => {

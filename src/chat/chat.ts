@@ -12,6 +12,7 @@
  */
 import type { Activations, LayerSpec } from "../core/activations";
 import type { ChatMessage } from "../core/chat";
+import { checkTemplateDate, DEFAULT_TEMPLATE_DATE } from "../core/template";
 import type { FinishReason, GenerateCaptureOptions, GenerateOptions, GenerationCandidate, MonitorReport, TokenEvent } from "../core/generate";
 import { kInternal, type Model } from "../core/model";
 import type { Session, SessionTurnResult } from "../core/session";
@@ -38,6 +39,12 @@ export type ContextPolicy = "drop-oldest" | "error";
 
 export interface ChatSessionOptions {
   systemPrompt?: string;
+  /**
+   * The date the chat template reads ("YYYY-MM-DD"). Default: the date the guard, monitor
+   * and ranker were trained with (they must agree), else DEFAULT_TEMPLATE_DATE. A date that
+   * differs from theirs is a RangeError: their features would come from another rendering.
+   */
+  date?: string;
   /** Checks every turn's prompt from its own prefill; a flagged turn takes the guard's safe path. */
   guard?: Guard;
   /** Reads every generated token; a flagged response gets `monitorAction`. */
@@ -103,6 +110,8 @@ export class Chat {
   private windowStart = 0;
   private readonly options: ChatSessionOptions;
   readonly systemPrompt: string | null;
+  /** The date the chat template reads. */
+  readonly date: string;
 
   constructor(
     readonly model: Model,
@@ -115,6 +124,7 @@ export class Chat {
     options.guard?.probe.checkModel(model);
     options.monitor?.checkModel(model);
     options.ranker?.checkModel(model);
+    this.date = chatDate(options);
     this.options = { ...options, contextPolicy: policy };
     this.systemPrompt = options.systemPrompt ?? null;
     this.session = model[kInternal].sessions().openSession();
@@ -185,6 +195,7 @@ export class Chat {
     const userOnToken = o.onToken;
     const gen: GenerateOptions = {
       ...o,
+      chat: { date: this.date },
       n,
       ...(promptLayers.length ? { capture: { layers: promptLayers, prompt: true, response } } : {}),
       ...(monitor ? { monitor } : {}),
@@ -272,7 +283,7 @@ export class Chat {
       chosen,
       prefilledTokens: run.prefilledTokens,
       reusedTokens: run.reusedTokens,
-      timeToFirstTokenMs: (firstTokenAt || performance.now()) - t0,
+      timeToFirstTokenMs: firstTokenAt ? Math.min(firstTokenAt - t0, totalMs) : totalMs,
       totalMs,
       droppedTurns: dropped,
     };
@@ -292,6 +303,28 @@ export class Chat {
   async [Symbol.asyncDispose ?? Symbol.for("nodejs.asyncDispose")](): Promise<void> {
     await this.dispose();
   }
+}
+
+/**
+ * The date a chat renders with: the `date` option, else the one its guard, monitor and
+ * ranker read prompts with (only those trained on chat-rendered input read a date).
+ */
+function chatDate(o: ChatSessionOptions): string {
+  const trained: [string, string][] = [];
+  if (o.guard?.probe.input.chat) trained.push(["guard", o.guard.probe.input.date]);
+  if (o.monitor?.input.chat) trained.push(["monitor", o.monitor.input.date]);
+  if (o.ranker?.input.chat) trained.push(["ranker", o.ranker.input.date]);
+  const list = () => trained.map(([who, d]) => `${who} ${d}`).join(", ");
+  if (o.date !== undefined) {
+    const date = checkTemplateDate(o.date);
+    const other = trained.find(([, d]) => d !== date);
+    if (other) throw new RangeError(`date ${date} differs from the date the ${other[0]} was trained with (${list()}): its features would come from another rendering`);
+    return date;
+  }
+  if (new Set(trained.map(([, d]) => d)).size > 1) {
+    throw new RangeError(`the guard, monitor and ranker were trained with different template dates (${list()}); retrain one so they agree`);
+  }
+  return trained[0]?.[1] ?? DEFAULT_TEMPLATE_DATE;
 }
 
 /** Without a ranker: the first candidate that was not flagged, else candidate 0. */

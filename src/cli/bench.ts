@@ -10,6 +10,11 @@ export async function cmdBench(argv: string[]): Promise<void> {
     strict: true,
   });
   const { runBench, formatBench, BENCH_SECTIONS } = await import("../tools/bench");
+  for (const k of ["gpu", "context-size", "batch-size"] as const) {
+    if (values[k] !== undefined) {
+      throw new UsageError(`bench does not take --${k}: it runs on the CPU with its own context and batch sizes, the same for safety-lens and node-llama-cpp`);
+    }
+  }
   if (values.model && values.synthetic) throw new UsageError("use --model or --synthetic, not both");
   if (values.only !== undefined && !(BENCH_SECTIONS as readonly string[]).includes(values.only)) {
     throw new UsageError(`--only must be one of ${BENCH_SECTIONS.join(", ")}, got ${JSON.stringify(values.only)}`);

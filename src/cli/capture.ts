@@ -72,6 +72,7 @@ export async function captureFile(
   return {
     ...r,
     out: path.resolve(r.out),
+    files: r.files.map((f) => path.resolve(f)),
     layers: opts.layers,
     nEmbd: model.info.nEmbd,
     pool: opts.pool,

@@ -8,23 +8,18 @@ import { evaluateOnSuites, suiteTable } from "../probe/eval-suites";
 import { PROBE_METHODS, Probe, type ProbeMethod } from "../probe/probe";
 import { guardReportHtml } from "../probe/report";
 import { trainGuard } from "../probe/train-guard";
-import { common, intOption, logger, modelOptions, numOption, onLongOption, onLongValue, print, UsageError } from "./util";
+import { commonData, dataOptions, inputOptions } from "./probe";
+import { common, intOption, logger, modelOptions, numOption, print, UsageError } from "./util";
 
 export async function cmdTrainGuard(argv: string[]): Promise<void> {
   const { values } = parseArgs({
     args: argv,
     options: {
       ...common,
-      data: { type: "string", multiple: true },
+      ...dataOptions,
       "no-starter": { type: "boolean", default: false },
       "target-fpr": { type: "string" },
       methods: { type: "string" },
-      seed: { type: "string" },
-      "limit-per-file": { type: "string" },
-      "no-cache": { type: "boolean", default: false },
-      "cache-dir": { type: "string" },
-      "lossy-utf8": { type: "boolean", default: false },
-      ...onLongOption,
       out: { type: "string", default: "guard.json" },
       report: { type: "string" },
     },
@@ -36,16 +31,11 @@ export async function cmdTrainGuard(argv: string[]): Promise<void> {
   const model = await loadModel(modelOptions(values));
   try {
     const t = await trainGuard(model, {
-      files: (values.data ?? []).flatMap((d) => d.split(",")).map((s) => s.trim()).filter(Boolean),
+      ...commonData(values, log, { filesOptional: true }),
+      input: inputOptions(values),
       starter: !values["no-starter"],
       targetFpr: numOption(values["target-fpr"], "target-fpr"),
       methods,
-      seed: intOption(values.seed, "seed"),
-      limitPerFile: intOption(values["limit-per-file"], "limit-per-file"),
-      cacheDir: values["no-cache"] ? null : values["cache-dir"],
-      lossyUtf8: values["lossy-utf8"],
-      onLong: onLongValue(values["on-long"]),
-      onLog: log,
     });
     await t.probe.save(values.out);
     if (values.report) fs.writeFileSync(values.report, guardReportHtml(t, model.info));

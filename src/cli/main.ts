@@ -23,15 +23,16 @@ Usage:
   safety-lens chat    [--probe probe.json] [--monitor monitor.json] [--ranker ranker.json --n 4] [--system-prompt TEXT]
                       [--script TURNS.jsonl] [--context-policy drop-oldest|error] [--max-tokens N] [sampling options]
   safety-lens bench   [--synthetic 24x896] [--texts N] [--repeats N] [--only capture|generate|probe|srr|corpus|chat|monitor|guard]
+                      (CPU only, its own context and batch sizes: --gpu, --context-size, --batch-size are refused)
 
  Prompt probes and the guard (data: JSONL with text, label safe|unsafe, source):
   safety-lens train-probe --data FILE.jsonl... [--method logreg|mlp|lpm|mlpm] [--layer N | --layers a,b]
                       [--threshold 0.5|best-f1|fpr:0.05] [--hidden N] [--l2 X] [--l1 X] [--out probe.json]
   safety-lens eval-probe --probe probe.json --data FILE.jsonl... [--split test|all] [--baseline prompted]
-  safety-lens sweep   --data FILE.jsonl... [--method lpm|logreg|mlp|mlpm] [--svg sweep.svg]
+  safety-lens sweep   --data FILE.jsonl... [--method lpm|logreg|mlp] [--svg sweep.svg]
   safety-lens classify --probe probe.json (--prompt TEXT... | --input FILE.jsonl [--field text]) [--on-long ...]
   safety-lens train-guard [--data FILE.jsonl...] [--no-starter] [--target-fpr 0.05] [--methods logreg,mlpm]
-                      [--report report.html] [--out guard.json]
+                      [--report report.html] [--out guard.json] [data options]
   safety-lens eval-guard --probe guard.json --suite DIR [--limit-per-set N]
   Data options: --seed N, --limit-per-file N, --no-cache, --cache-dir DIR, --no-chat, --no-assistant-prefix,
     --system-prompt TEXT, --date YYYY-MM-DD (how prompts are rendered), --on-long skip|truncate|error, --lossy-utf8
@@ -60,7 +61,7 @@ Common options (every command):
   --threads N       llama.cpp threads (default: physical cores)
   --gpu KIND        auto | cuda | vulkan | metal | false (default auto)
   --context-size N  longest text in tokens (default min(training context, 4096))
-  --batch-size N    tokens per decode (default min(context, 2048))
+  --batch-size N    tokens per decode (default 512)
   --json            machine-readable output on stdout
 Errors print "safety-lens: Name: message (code CODE)" and exit 1; usage errors exit 2.
 `;

@@ -75,6 +75,7 @@ export async function cmdTrainMonitor(argv: string[]): Promise<void> {
       sweep: r.sweep,
       skipped: r.skipped.length,
       skippedIds: r.skipped,
+      truncatedPromptIds: r.truncatedPrompts,
       truncated: r.truncated,
       seconds: r.seconds,
     };

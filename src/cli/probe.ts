@@ -16,7 +16,7 @@ import { sweepChartSvg } from "../probe/svg";
 import type { Metrics } from "../probe/types";
 import { common, intOption, logger, modelOptions, numOption, onLongOption, onLongValue, parseLayers, print, UsageError } from "./util";
 
-const dataOptions = {
+export const dataOptions = {
   data: { type: "string", multiple: true },
   seed: { type: "string" },
   "limit-per-file": { type: "string" },
@@ -32,16 +32,21 @@ const dataOptions = {
 
 type Values = Record<string, unknown>;
 
-function dataFiles(values: Values): string[] {
+/** The --data files (repeated, or separated by commas). */
+function dataFileList(values: Values): string[] {
   const raw = (values.data as string[] | undefined) ?? [];
-  const files = raw.flatMap((d) => d.split(",")).map((s) => s.trim()).filter(Boolean);
+  return raw.flatMap((d) => d.split(",")).map((s) => s.trim()).filter(Boolean);
+}
+
+function dataFiles(values: Values): string[] {
+  const files = dataFileList(values);
   if (files.length === 0) throw new UsageError("give labelled prompts with --data FILE.jsonl (repeat it, or separate files with commas)");
   return files;
 }
 
-function commonData(values: Values, log: (m: string) => void) {
+export function commonData(values: Values, log: (m: string) => void, o: { filesOptional?: boolean } = {}) {
   return {
-    files: dataFiles(values),
+    files: o.filesOptional ? dataFileList(values) : dataFiles(values),
     seed: intOption(values.seed as string | undefined, "seed") ?? 1,
     limitPerFile: intOption(values["limit-per-file"] as string | undefined, "limit-per-file"),
     lossyUtf8: values["lossy-utf8"] === true,
@@ -51,7 +56,7 @@ function commonData(values: Values, log: (m: string) => void) {
   };
 }
 
-function inputOptions(values: Values): ProbeInput {
+export function inputOptions(values: Values): ProbeInput {
   return {
     chat: !values["no-chat"],
     addAssistantPrefix: !values["no-assistant-prefix"],

@@ -86,12 +86,9 @@ export class Activations {
 }
 
 /** A short description of a bad option value for TypeError messages. */
-export function describeOption(v: unknown): string {
-  if (typeof v === "string") return JSON.stringify(v.length > 40 ? `${v.slice(0, 40)}…` : v);
-  if (Array.isArray(v)) return "an array";
-  if (v === null) return "null";
-  return typeof v === "object" ? "an object" : `${typeof v} ${String(v)}`;
-}
+import { describeOption } from "./validate";
+
+export { describeOption };
 
 /**
  * Checks a layer list against a model's depth; returns the layers and their codes for

@@ -17,17 +17,16 @@ import { AbortError, InputError } from "../errors";
 import { type CaptureFileSummary, digestFile, openCaptureFile, parseShard } from "../io/capture-file";
 import type { Activations, CaptureInput, LayerSpec, PreparedTexts } from "./activations";
 import type { ChatOptions } from "./chat";
+import { checkOneOf } from "./validate";
 
 /** What to do with a record longer than the context. */
 export type OnLong = "skip" | "truncate" | "error";
 
 export const ON_LONG: readonly OnLong[] = ["skip", "truncate", "error"];
 
-/** Checks an onLong option. */
-export function checkOnLong(v: unknown): OnLong {
-  if (v === undefined) return "skip";
-  if (typeof v !== "string" || !(ON_LONG as readonly string[]).includes(v)) throw new TypeError(`onLong must be "skip", "truncate" or "error", got ${JSON.stringify(v)}`);
-  return v as OnLong;
+/** Checks an onLong option against the policies a call allows (all three by default). */
+export function checkOnLong<T extends OnLong = OnLong>(v: unknown, allowed: readonly T[] = ON_LONG as readonly T[], fallback: T = "skip" as T): T {
+  return v === undefined ? fallback : checkOneOf("onLong", v, allowed);
 }
 
 /**
@@ -251,7 +250,7 @@ export interface FittedInputs {
 export function fitInputs(
   model: Pick<CorpusModel, "info" | "tokenize">,
   inputs: readonly CaptureInput[],
-  o: { chat?: boolean | ChatOptions; onLong?: OnLong; limit?: number } = {},
+  o: { chat?: boolean | ChatOptions; onLong?: OnLong; limit?: number; name?: (i: number) => string } = {},
 ): FittedInputs {
   const onLong = checkOnLong(o.onLong);
   const limit = o.limit ?? model.info.contextSize;
@@ -260,7 +259,7 @@ export function fitInputs(
   const skipped: number[] = [];
   const truncated: number[] = [];
   inputs.forEach((input, i) => {
-    const fit = fitTokens(model.tokenize(input, { chat: o.chat }), limit, onLong, model.info.bosId, `texts[${i}]`);
+    const fit = fitTokens(model.tokenize(input, { chat: o.chat }), limit, onLong, model.info.bosId, o.name ? o.name(i) : `texts[${i}]`);
     if (!fit) {
       skipped.push(i);
       return;

@@ -23,6 +23,7 @@ import {
   type Pool,
   type PreparedTexts,
 } from "./activations";
+import { checkInt } from "./validate";
 import { type ChatMessage, type ChatOptions, isChatMessages, type PrepareOptions, renderChat } from "./chat";
 import {
   type GenerateOptions,
@@ -119,11 +120,6 @@ export interface ModelInfo {
   kvCacheType: "f32" | "f16";
 }
 
-function checkInt(name: string, v: unknown, min: number, max: number, maxNote = ""): number {
-  if (typeof v !== "number" || !Number.isInteger(v)) throw new TypeError(`${name} must be an integer, got ${describe(v)}`);
-  if (v < min || v > max) throw new RangeError(`${name} must be between ${min} and ${max}${maxNote}, got ${v}`);
-  return v;
-}
 
 /** What is wrong with something that should be a string or chat messages, for TypeError messages. */
 function describeMessages(v: unknown): string {
@@ -559,8 +555,8 @@ export class Model {
    * Captures a corpus into a safetensors file (or one per layer) chunk by chunk, in memory
    * bounded by the chunk; resumable after a crash, shardable (see core/corpus.ts).
    */
-  captureToFile(records: readonly CaptureInput[], options: CaptureToFileOptions): Promise<CaptureToFileReport> {
-    this.checkUsable();
+  async captureToFile(records: readonly CaptureInput[], options: CaptureToFileOptions): Promise<CaptureToFileReport> {
+    this.checkUsable(); // inside async: a disposed or busy model rejects, like every other job
     return captureToFile(this, records, options);
   }
 

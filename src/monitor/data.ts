@@ -7,7 +7,9 @@
  */
 import type { LayerSpec } from "../core/activations";
 import { chatOptionOf, DEFAULT_INPUT_FORMAT, type InputFormat } from "../core/chat";
+import { checkOnLong, fitTokens, type OnLong } from "../core/corpus";
 import type { Model } from "../core/model";
+import { InputError } from "../errors";
 import type { RankItem } from "../srr/data";
 
 /** One response to monitor: its instruction, text and label. */
@@ -36,8 +38,10 @@ export interface TokenFeatures {
   offsets: Uint32Array;
   /** Per layer: each response's instruction last-token state (responses x nEmbd). */
   prompts: Map<LayerSpec, Float32Array>;
-  /** Responses left out because their instruction alone fills the context (ids). */
+  /** Responses left out because their instruction alone fills the context (ids), or their text is empty. */
   skipped: string[];
+  /** Responses whose instruction was cut to its last tokens (onLong "truncate"; ids). */
+  truncatedPrompts: string[];
   /** Responses cut to fit maxResponseTokens or the context. */
   truncated: number;
 }
@@ -48,6 +52,12 @@ export interface TokenFeatureOptions {
   maxResponseTokens?: number;
   /** Sequences per capture call (default 64). */
   chunk?: number;
+  /**
+   * A response whose instruction leaves no room for it: "skip" (default; listed in `skipped`),
+   * "truncate" (the instruction's last tokens are kept, leaving room for maxResponseTokens or a
+   * quarter of the context), "error" (TEXT_TOO_LONG naming the response).
+   */
+  onLong?: OnLong;
   signal?: AbortSignal;
   onProgress?: (done: number, total: number) => void;
 }
@@ -59,8 +69,10 @@ export async function tokenFeatures(model: Model, responses: readonly MonitoredR
   const chunk = o.chunk ?? 64;
   const d = model.info.nEmbd;
   const ctx = model.info.contextSize;
+  const onLong = checkOnLong(o.onLong);
   const kept: MonitoredResponse[] = [];
   const skipped: string[] = [];
+  const truncatedPrompts: string[] = [];
   let truncated = 0;
   // tokenize: [head | tail], the tail cut to the room left
   const seqs: { head: number; all: Int32Array }[] = [];
@@ -69,11 +81,19 @@ export async function tokenFeatures(model: Model, responses: readonly MonitoredR
     const key = typeof r.prompt === "string" ? r.prompt : JSON.stringify(r.prompt);
     let head = heads.get(key);
     if (!head) heads.set(key, (head = model.tokenize(r.prompt, { chat })));
-    const room = Math.min(maxResp, ctx - head.length);
-    if (room < 1) {
-      skipped.push(r.id);
-      continue;
+    if (head.length >= ctx) {
+      const reserve = Math.min(maxResp, Math.max(1, Math.floor(ctx / 4)));
+      if (onLong === "error") {
+        throw new InputError("TEXT_TOO_LONG", `response ${JSON.stringify(r.id)}: its instruction has ${head.length} tokens but the context holds ${ctx}`);
+      }
+      if (onLong === "skip") {
+        skipped.push(r.id);
+        continue;
+      }
+      head = fitTokens(head, ctx - reserve, "truncate", model.info.bosId, r.id)!.tokens;
+      truncatedPrompts.push(r.id);
     }
+    const room = Math.min(maxResp, ctx - head.length);
     const full = model.tokenizeText(r.text);
     if (full.length === 0) {
       skipped.push(r.id);
@@ -112,7 +132,7 @@ export async function tokenFeatures(model: Model, responses: readonly MonitoredR
     }
     o.onProgress?.(Math.min(seqs.length, c0 + chunk), seqs.length);
   }
-  return { responses: kept, nEmbd: d, tokens, offsets, prompts, skipped, truncated };
+  return { responses: kept, nEmbd: d, tokens, offsets, prompts, skipped, truncatedPrompts, truncated };
 }
 
 /** Token labels: every token of a response carries the response's label. */

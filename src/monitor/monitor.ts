@@ -32,7 +32,8 @@ export const DEFAULT_MONITOR_REFUSAL = "I can't continue with that.";
  */
 export type MonitorAction = "stop" | "refuse" | ((candidate: GenerationCandidate, index: number) => string | Promise<string>);
 
-export interface MonitorGenerateOptions extends GenerateOptions {
+/** generate()'s options but `chat` and `monitor`: the monitor renders the prompt as it was trained to read it. */
+export interface MonitorGenerateOptions extends Omit<GenerateOptions, "chat" | "monitor"> {
   action?: MonitorAction;
   /** The refusal of action "refuse". */
   refusal?: string;
@@ -108,8 +109,12 @@ export class Monitor implements StreamMonitorSpec {
    */
   async generate(model: Model, prompt: CaptureInput, options: MonitorGenerateOptions = {}): Promise<GenerateResult> {
     this.checkModel(model);
-    const { action, refusal, ...gen } = options;
-    const out = await model.generate(prompt, { chat: this.chatOption(), ...gen, monitor: this });
+    const { action, refusal, ...gen } = options as MonitorGenerateOptions & { chat?: unknown; monitor?: unknown };
+    if (gen.chat !== undefined) {
+      throw new TypeError("chat cannot be set here: the monitor renders prompts with the input format it was trained with (monitor.input)");
+    }
+    if (gen.monitor !== undefined) throw new TypeError("monitor cannot be set here: this monitor reads the tokens");
+    const out = await model.generate(prompt, { ...gen, chat: this.chatOption(), monitor: this });
     return applyAction(model, out, action ?? "stop", refusal ?? DEFAULT_MONITOR_REFUSAL);
   }
 

@@ -11,7 +11,9 @@ import type { LayerSpec } from "../core/activations";
 import { checkLayers } from "../core/activations";
 import { DEFAULT_INPUT_FORMAT, type InputFormat } from "../core/chat";
 import type { StreamRule } from "../core/generate";
+import { checkOnLong } from "../core/corpus";
 import type { Model } from "../core/model";
+import { checkFiles, checkFractionOpt, checkFunctionOpt, checkOneOf, checkPositiveIntOpt, checkSignalOpt } from "../core/validate";
 import { auroc, flagged, thresholdForFpr } from "../probe/metrics";
 import { Probe } from "../probe/probe";
 import { loadRankerData, type RankerDataOptions } from "../srr/pipeline";
@@ -63,6 +65,17 @@ export interface TrainMonitorOptions extends RankerDataOptions {
 export interface MonitorSweepRow {
   layer: LayerSpec;
   val: MonitorMetrics;
+}
+
+/** The options trainMonitor and evaluateMonitor share, checked before any file is read. */
+function checkMonitorDataOptions(o: RankerDataOptions & { targetFpr?: number; maxResponseTokens?: number; signal?: AbortSignal }): void {
+  if (o === null || typeof o !== "object") throw new TypeError("options must be an object with a files array");
+  checkFiles(o.files);
+  checkFractionOpt("targetFpr", o.targetFpr);
+  checkPositiveIntOpt("maxResponseTokens", o.maxResponseTokens);
+  checkOnLong(o.onLong);
+  checkSignalOpt(o.signal);
+  checkFunctionOpt("onLog", o.onLog);
 }
 
 /** Metrics of per-response decisions. */
@@ -216,8 +229,10 @@ export function defaultMonitorLayers(nLayer: number): LayerSpec[] {
 export async function trainMonitor(
   model: Model,
   o: TrainMonitorOptions,
-): Promise<{ monitor: Monitor; validation: MonitorMetrics; test: MonitorEvaluation; sweep: MonitorSweepRow[]; skipped: string[]; truncated: number; seconds: number }> {
+): Promise<{ monitor: Monitor; validation: MonitorMetrics; test: MonitorEvaluation; sweep: MonitorSweepRow[]; skipped: string[]; truncatedPrompts: string[]; truncated: number; seconds: number }> {
   const t0 = performance.now();
+  checkMonitorDataOptions(o);
+  if (o.method !== undefined) checkOneOf("method", o.method, ["logreg", "lpm"]);
   const rule = ruleDefaults(o.rule ?? DEFAULT_STREAM_RULE);
   const layers = o.layer !== undefined ? [o.layer] : (o.sweepLayers ?? defaultMonitorLayers(model.info.nLayer));
   checkLayers(layers, model.info.nLayer);
@@ -225,7 +240,12 @@ export async function trainMonitor(
   const responses: MonitoredResponse[] = [...responsesOf(train), ...responsesOf(val), ...responsesOf(test)];
   const nTrain = responsesOf(train).length;
   const nVal = responsesOf(val).length;
-  const f = await tokenFeatures(model, responses, layers, { input: o.input, maxResponseTokens: o.maxResponseTokens, signal: o.signal });
+  const f = await tokenFeatures(model, responses, layers, {
+    input: o.input,
+    maxResponseTokens: o.maxResponseTokens,
+    onLong: o.onLong,
+    signal: o.signal,
+  });
   // indices into the kept responses, by split
   const split = (r: MonitoredResponse) => {
     const k = responses.indexOf(r);
@@ -235,7 +255,10 @@ export async function trainMonitor(
   f.responses.forEach((r, i) => idx[split(r)].push(i));
   const [tr, va, te] = idx;
   if (tr.length === 0 || va.length === 0 || te.length === 0) throw new RangeError(`too few responses for train/validation/test (${tr.length}/${va.length}/${te.length})`);
-  o.onLog?.(`responses: ${tr.length} train, ${va.length} validation, ${te.length} test; ${f.skipped.length} skipped (instruction fills the context), ${f.truncated} cut to ${o.maxResponseTokens ?? 64} tokens`);
+  o.onLog?.(
+    `responses: ${tr.length} train, ${va.length} validation, ${te.length} test; ${f.skipped.length} skipped (instruction fills the context, or empty), ` +
+      `${f.truncatedPrompts.length} with the instruction cut, ${f.truncated} cut to ${o.maxResponseTokens ?? 64} tokens`,
+  );
   const sweep: MonitorSweepRow[] = [];
   let best: { monitor: Monitor; val: MonitorMetrics } | null = null;
   for (const layer of layers) {
@@ -252,7 +275,7 @@ export async function trainMonitor(
     rule,
     threshold: monitor.threshold,
     training: {
-      data: { files: o.files, seed: o.seed ?? 1, train: tr.length, val: va.length, test: te.length, skipped: f.skipped.length, truncated: f.truncated },
+      data: { files: o.files, seed: o.seed ?? 1, train: tr.length, val: va.length, test: te.length, skipped: f.skipped.length, truncated: f.truncated, onLong: checkOnLong(o.onLong), truncatedPrompts: f.truncatedPrompts.length },
       targetFpr: o.targetFpr ?? 0.05,
       maxResponseTokens: o.maxResponseTokens ?? 64,
       validation: best!.val,
@@ -261,7 +284,7 @@ export async function trainMonitor(
       created: new Date().toISOString(),
     },
   });
-  return { monitor: trained, validation: best!.val, test: testMetrics, sweep, skipped: f.skipped, truncated: f.truncated, seconds };
+  return { monitor: trained, validation: best!.val, test: testMetrics, sweep, skipped: f.skipped, truncatedPrompts: f.truncatedPrompts, truncated: f.truncated, seconds };
 }
 
 /**
@@ -269,12 +292,23 @@ export async function trainMonitor(
  * its training), or every response (split "all"; the baselines then train on the train
  * split of the same data).
  */
-export async function evaluateMonitor(model: Model, monitor: Monitor, o: RankerDataOptions & { split?: "test" | "all"; maxResponseTokens?: number; targetFpr?: number }): Promise<MonitorEvaluation> {
+export async function evaluateMonitor(
+  model: Model,
+  monitor: Monitor,
+  o: RankerDataOptions & { split?: "test" | "all"; maxResponseTokens?: number; targetFpr?: number; signal?: AbortSignal },
+): Promise<MonitorEvaluation> {
+  checkMonitorDataOptions(o);
+  if (o.split !== undefined) checkOneOf("split", o.split, ["test", "all"]);
   monitor.checkModel(model);
   const { train, val, test } = await loadRankerData({ ...o, shuffle: false });
   const parts = [responsesOf(train), responsesOf(val), responsesOf(test)];
   const responses = [...parts[0], ...parts[1], ...parts[2]];
-  const f = await tokenFeatures(model, responses, [monitor.layer], { input: monitor.input, maxResponseTokens: o.maxResponseTokens ?? (monitor.training.maxResponseTokens as number | undefined) ?? 64 });
+  const f = await tokenFeatures(model, responses, [monitor.layer], {
+    input: monitor.input,
+    maxResponseTokens: o.maxResponseTokens ?? (monitor.training.maxResponseTokens as number | undefined) ?? 64,
+    onLong: o.onLong,
+    signal: o.signal,
+  });
   const where = new Map(responses.map((r, i) => [r, i < parts[0].length ? 0 : i < parts[0].length + parts[1].length ? 1 : 2]));
   const idx: number[][] = [[], [], []];
   f.responses.forEach((r, i) => idx[where.get(r)!].push(i));

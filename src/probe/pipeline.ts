@@ -59,7 +59,7 @@ export function fitContext(model: Model, records: PromptRecord[], input: ProbeIn
   const fit = fitInputs(
     model,
     records.map((r) => r.text),
-    { chat: chatOptionOf(input), onLong },
+    { chat: chatOptionOf(input), onLong, name: (i) => `prompt ${JSON.stringify(records[i].id)} (${records[i].file}:${records[i].line})` },
   );
   const skipped = new Set(fit.skipped);
   const long: LongRecords = { skippedIds: fit.skipped.map((i) => records[i].id), truncatedIds: fit.truncated.map((i) => records[i].id) };

@@ -176,7 +176,7 @@ export class Probe {
     options: { signal?: AbortSignal; onLong?: OnLong } = {},
   ): Promise<Float32Array> {
     this.checkModel(model);
-    const fit = fitInputs(model, prompts, { chat: this.chatOption(), onLong: options.onLong ?? "error" });
+    const fit = fitInputs(model, prompts, { chat: this.chatOption(), onLong: options.onLong ?? "error", name: (i) => `prompts[${i}]` });
     const out = new Float32Array(prompts.length).fill(NaN);
     if (!fit.prepared) return out;
     const acts = await model.capture(fit.prepared, { layers: [...this.layers], pool: "last", signal: options.signal });

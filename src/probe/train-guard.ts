@@ -9,11 +9,13 @@
 import * as path from "node:path";
 
 import type { Features, LayerSpec } from "../core/activations";
+import { checkOnLong } from "../core/corpus";
 import type { Model } from "../core/model";
+import { checkFiles, checkFunctionOpt, checkOneOf, checkPositiveIntOpt, checkSignalOpt } from "../core/validate";
 import { sigmoid } from "../math/linalg";
 import { openLayerSource, rowRange } from "./features";
 import { confusionAt, flagged, metricsAt, type Confusion } from "./metrics";
-import { type ProbeMethod, scoreLinear, WeightReader } from "./methods";
+import { PROBE_METHODS, type ProbeMethod, scoreLinear, WeightReader } from "./methods";
 import { lpmFromJSON, lpmJSON } from "./methods/lpm";
 import { MlpmTrainer } from "./methods/mlpm";
 import { type DataOptions, evaluateScores, type Evaluation, loadAndSplit, renderingOf, type SweepRow } from "./pipeline";
@@ -75,7 +77,12 @@ export async function trainGuard(model: Model, o: TrainGuardOptions = {}): Promi
   if (!(typeof targetFpr === "number" && targetFpr >= 0 && targetFpr < 1)) throw new RangeError(`targetFpr must be in [0, 1), got ${String(targetFpr)}`);
   const files = [...(o.starter === false ? [] : [STARTER_DATA]), ...(o.files ?? [])];
   if (files.length === 0) throw new TypeError("no data: give files, or leave the starter data on");
-  const methods = o.methods ?? ["mlpm", "lpm", "logreg"];
+  const methods = checkMethods(o.methods);
+  if (o.files !== undefined) checkFiles(o.files);
+  checkPositiveIntOpt("hardest", o.hardest);
+  checkOnLong(o.onLong);
+  checkSignalOpt(o.signal);
+  checkFunctionOpt("onLog", o.onLog);
   const input = o.input ?? DEFAULT_PROBE_INPUT;
   const { splits, long } = await loadAndSplit({ ...o, files, input }, model);
   const all = [...splits.train, ...splits.val, ...splits.test];
@@ -91,7 +98,18 @@ export async function trainGuard(model: Model, o: TrainGuardOptions = {}): Promi
   const part = (f: Features, which: keyof typeof bounds) => rowRange(f, bounds[which][0], bounds[which][1]);
   const y = { train: src.labels.slice(0, nTrain), val: src.labels.slice(nTrain, nTrain + nVal), test: src.labels.slice(nTrain + nVal) };
   const threshold = { fpr: targetFpr };
-  const data = { files, ...renderingOf(model, input), seed: o.seed ?? 1, train: nTrain, val: nVal, test: nTest, targetFpr };
+  const data = {
+    files,
+    ...renderingOf(model, input),
+    seed: o.seed ?? 1,
+    train: nTrain,
+    val: nVal,
+    test: nTest,
+    targetFpr,
+    // prompts longer than the context, as the probe file records them
+    onLong: checkOnLong(o.onLong),
+    ...long,
+  };
 
   const sweep: SweepRow[] = [];
   let best: SweepRow | undefined;
@@ -189,6 +207,16 @@ export async function trainGuard(model: Model, o: TrainGuardOptions = {}): Promi
     targetFpr,
     seconds: (performance.now() - t0) / 1000,
   };
+}
+
+/** The methods to compare: a non-empty list of known methods, each once (checked before any capture). */
+function checkMethods(v: unknown): ProbeMethod[] {
+  if (v === undefined) return ["mlpm", "lpm", "logreg"];
+  if (!Array.isArray(v) || v.length === 0) throw new TypeError(`methods must be a non-empty array of ${PROBE_METHODS.join(", ")}`);
+  v.forEach((m, i) => checkOneOf(`methods[${i}]`, m, PROBE_METHODS));
+  const dup = v.find((m, i) => v.indexOf(m) !== i);
+  if (dup !== undefined) throw new RangeError(`methods lists ${JSON.stringify(dup)} twice`);
+  return v as ProbeMethod[];
 }
 
 /** An LPM through its probe-file form (float32 weights), as a trained probe holds it. */

@@ -16,7 +16,8 @@ import { chatOptionOf, type ChatOptions, DEFAULT_INPUT_FORMAT, type InputFormat,
 import type { GenerateOptions, GenerateResult, GenerationCandidate } from "../core/generate";
 import type { Model } from "../core/model";
 import { checkModelIdentity, identityOf, type ModelIdentity, readEnvelope, readJsonFile, writeJsonFile, writeJsonFileSync } from "../io/model-file";
-import { fitTokens } from "../core/corpus";
+import { checkOnLong, fitTokens } from "../core/corpus";
+import { InputError } from "../errors";
 import { initRanker, type RankerConfig, type RankerParams, type RankList, rankerScores } from "./network";
 import { trainRanker } from "./train";
 
@@ -304,6 +305,7 @@ export async function srrFeatures(
     onProgress?: (done: number, total: number) => void;
   } = {},
 ): Promise<RankList[]> {
+  const onLong = checkOnLong<"error" | "truncate">(opts.onLong, ["error", "truncate"], "error");
   const chat = chatOptionOf(opts.input ?? DEFAULT_INPUT_FORMAT);
   const maxResp = opts.maxResponseTokens ?? 256;
   const ctx = model.info.contextSize;
@@ -313,8 +315,11 @@ export async function srrFeatures(
     let head = model.tokenize(l.prompt, { chat });
     if (head.length >= ctx) {
       // the instruction alone fills the context: keep its end (the assistant prefix) and room for the responses' start
-      const fit = fitTokens(head, ctx - Math.min(maxResp, Math.max(1, Math.floor(ctx / 4))), opts.onLong ?? "error", model.info.bosId, `lists[${li}].prompt`);
-      head = fit!.tokens;
+      const reserve = Math.min(maxResp, Math.max(1, Math.floor(ctx / 4)));
+      if (onLong === "error") {
+        throw new InputError("TEXT_TOO_LONG", `lists[${li}].prompt has ${head.length} tokens but the context holds ${ctx}, and ${reserve} of them are kept for the responses`);
+      }
+      head = fitTokens(head, ctx - reserve, "truncate", model.info.bosId, `lists[${li}].prompt`)!.tokens;
     }
     seqs.push(head);
     const room = Math.max(1, Math.min(maxResp, ctx - head.length));
