@@ -93,17 +93,9 @@ export interface LoadModelOptions {
   releaseMemoryOnDispose?: boolean;
 }
 
-export interface ModelInfo {
+/** What a loaded model is: the GGUF's own figures (as the addon reads them) and how it was loaded. */
+export interface ModelInfo extends Pick<NativeModelInfo, "arch" | "name" | "description" | "nLayer" | "nEmbd" | "nCtxTrain" | "nVocab" | "nParams" | "sizeBytes"> {
   path: string;
-  arch: string;
-  name: string;
-  description: string;
-  nLayer: number;
-  nEmbd: number;
-  nCtxTrain: number;
-  nVocab: number;
-  nParams: number;
-  sizeBytes: number;
   /** The model's own Jinja chat template, or null (a fallback ChatML template is then used). */
   chatTemplate: string | null;
   /** Identifies the weights: probes and rankers trained on one model refuse another. */

@@ -12,19 +12,31 @@ import {
   type CaptureIdentity, type CaptureLayer,
 } from "./capture-layout";
 
-/** The request fields of openCaptureFile's options (see CaptureFileOptions there). */
+/** The request fields of openCaptureFile's options: what a resume must match. */
 export interface CaptureRequestOptions {
+  /** Output file, e.g. `acts.safetensors` (in split-layers mode the stem of the per-layer files). */
   out: string;
+  /** Layers in tensor order; tensors are named `layer.<l>`. */
   layers: readonly CaptureLayer[];
+  /** Floats per row (the model's nEmbd). */
   width: number;
+  /** Rows of the whole input (N); a shard holds part of them. */
   rows: number;
+  /** Capture shard `index` (0-based) of `count`: rows {@link shardRange}(index, count, rows). */
   shard?: { index: number; count: number };
+  /** The model's fingerprint: a resume with another model is refused. */
   fingerprint: string;
+  /** "last", "mean", ...: a resume with another pool is refused. */
   pool: string;
+  /** Digest of the input file (see {@link digestFile}): a resume over another input is refused. */
   sourceDigest?: string;
+  /** Ids of all N input rows; the file stores its own range's ids as `row_ids`. */
   rowIds?: readonly string[];
+  /** Extra header metadata known at the start (model_path, chat, ...); part of the request. */
   metadata?: Record<string, string>;
+  /** Record a token count per row (writeRows' `tokenCounts`); stored as `token_counts`. */
   tokenCounts?: boolean;
+  /** One file per layer: `<stem>.layer-<l>.safetensors`. */
   splitLayers?: boolean;
 }
 
