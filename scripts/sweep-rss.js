@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 // Peak memory of a layer sweep (or train-guard) through the activation cache, each run in its own
-// child process (process.resourceUsage().maxRSS), on the embedded model by default:
+// child process (VmHWM: its own peak resident memory), on the embedded model by default:
 //   node scripts/sweep-rss.js [--prompts 2000,8000] [--what sweep|guard] [--threads 1] [--dist dist] [--model PATH]
 // The prompts are data/starter/prompts.jsonl repeated with a suffix (" [k]") until there are N.
 // Each N runs twice on a fresh cache folder: "cold" (everything captured) and "warm" (all hits).
@@ -14,6 +14,12 @@ const path = require("node:path");
 const { spawnSync } = require("node:child_process");
 
 const ROOT = path.join(__dirname, "..");
+
+/** Peak resident memory of this process in MiB (VmHWM; getrusage's maxRSS is kept across execve). */
+function peakRss() {
+  const m = /^VmHWM:\s+(\d+)\s+kB$/m.exec(fs.readFileSync("/proc/self/status", "utf8"));
+  return m ? Number(m[1]) / 1024 : process.resourceUsage().maxRSS / 1024;
+}
 
 function arg(name, def) {
   const i = process.argv.indexOf(`--${name}`);
@@ -51,7 +57,7 @@ async function child() {
   const seconds = (performance.now() - t0) / 1000;
   await real.dispose();
   const act = logs.find((l) => l.startsWith("activations:")) ?? "";
-  process.stdout.write(JSON.stringify({ maxRssMiB: process.resourceUsage().maxRSS / 1024, seconds, best, activations: act }) + "\n");
+  process.stdout.write(JSON.stringify({ maxRssMiB: peakRss(), seconds, best, activations: act }) + "\n");
 }
 
 /** A model that reports L layers x D and captures pseudo-random rows (seeded by the text and layer). */

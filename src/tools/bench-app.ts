@@ -16,7 +16,7 @@ import { readTextRecords } from "../io/jsonl";
 import { Monitor } from "../monitor/monitor";
 import { Probe } from "../probe/probe";
 import { STARTER_DATA, trainGuard } from "../probe/train-guard";
-import { measure, median, ratioOf, type Spread } from "./bench-util";
+import { measure, median, peakRssMiB, ratioOf, type Spread } from "./bench-util";
 
 const execFileAsync = promisify(execFile);
 const ROOT = path.join(__dirname, "..", "..");
@@ -120,7 +120,7 @@ export async function corpusChild(args: string[]): Promise<void> {
       rowsPerSec: r.rows / seconds,
       tokensPerSec: r.tokens / seconds,
       fileMiB: size / 2 ** 20,
-      peakRssMiB: process.resourceUsage().maxRSS / 1024,
+      peakRssMiB: peakRssMiB(),
     };
     process.stdout.write(`${JSON.stringify(report)}\n`);
   } finally {

@@ -2,6 +2,7 @@
  * Timing helpers of the benchmarks: variants alternate within each round, and a comparison is
  * the median of per-round ratios with its spread (timing noise here is about 15% run to run).
  */
+import * as fs from "node:fs";
 
 export function median(xs: number[]): number {
   const s = [...xs].sort((a, b) => a - b);
@@ -47,3 +48,18 @@ export function ratioOf(a: readonly number[], b: readonly number[], scale = 1): 
 
 export const med = (t: Rounds, k: string) => median(t[k]);
 
+
+/**
+ * This process's peak resident memory in MiB. On Linux, VmHWM of /proc/self/status: the
+ * high-water mark of this process's own address space. (getrusage's maxRSS is kept across
+ * execve, so a child spawned by a large parent reports the parent's size.) Elsewhere maxRSS.
+ */
+export function peakRssMiB(): number {
+  try {
+    const m = /^VmHWM:\s+(\d+)\s+kB$/m.exec(fs.readFileSync("/proc/self/status", "utf8"));
+    if (m) return Number(m[1]) / 1024;
+  } catch {
+    // not Linux
+  }
+  return process.resourceUsage().maxRSS / 1024;
+}

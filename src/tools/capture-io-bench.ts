@@ -11,6 +11,7 @@
 import { rm } from "node:fs/promises";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
+import { peakRssMiB } from "./bench-util";
 import { CaptureReader, mergeCaptureFiles, openCaptureFile, type CaptureLayer } from "../io/capture-file";
 
 interface Args {
@@ -53,7 +54,6 @@ function args(): Args {
 }
 
 const mib = (bytes: number) => bytes / 1048576;
-const peakRssMiB = () => process.resourceUsage().maxRSS / 1024;
 
 /** Writes rows [start, end) of a synthetic capture to `out`; returns seconds spent in the writer. */
 async function writeCapture(a: Args, out: string, shard?: { index: number; count: number }): Promise<{ seconds: number; bytes: number }> {
