@@ -14,7 +14,7 @@ const USAGE = `safety-lens: hidden states of llama.cpp models, for safety probes
 Usage:
   safety-lens info    [--json]
   safety-lens demo    [--json]
-  safety-lens capture --input FILE.jsonl --layers 4,12,final --out FILE.safetensors [--pool last|mean] [--chat]
+  safety-lens capture --input FILE.jsonl --layers 4,12,final [--out FILE.safetensors] [--pool last|mean] [--chat]
                       [--field text] [--resume | --overwrite] [--shard i/n] [--split-layers] [--chunk-rows N]
                       [--on-long skip|truncate|error] [--lossy-utf8]
   safety-lens merge   FILE.safetensors... --out FILE.safetensors [--allow-partial]
