@@ -314,10 +314,10 @@ export function formatApp(r: { corpus?: CorpusBench; chat?: ChatBench; monitor?:
   if (r.corpus) {
     lines.push("", "corpus capture to disk (captureToFile, chunks of 256 rows, fsync'd; a child process per run)", "| model | rows | layers x width | rows/s | tokens/s | file | peak RSS |", "|---|---:|---|---:|---:|---:|---:|");
     for (const c of r.corpus.runs) lines.push(`| ${c.model} | ${c.rows} | ${c.layers} x ${c.width} | ${c.rowsPerSec.toFixed(0)} | ${c.tokensPerSec.toFixed(0)} | ${c.fileMiB.toFixed(1)} MiB | ${c.peakRssMiB.toFixed(0)} MiB |`);
-    lines.push(`target: peak memory flat as the corpus grows 16x (largest / smallest ${r.corpus.rssGrowth.toFixed(2)}, < 1.25) ${met(r.corpus.targets.memoryFlat)}`);
+    lines.push(`target: peak memory flat as the corpus grows 16x (largest / smallest ${r.corpus.rssGrowth.toFixed(3)}, < 1.25) ${met(r.corpus.targets.memoryFlat)}`);
     lines.push("", "the capture writer alone (synthetic rows, 25 tensors x 896, chunks of 256, fsync'd)", "| rows | file | write MiB/s | peak RSS |", "|---:|---:|---:|---:|");
     for (const w of r.corpus.writer) lines.push(`| ${w.rows} | ${w.fileMiB.toFixed(0)} MiB | ${w.writeMiBps.toFixed(0)} | ${w.peakRssMiB.toFixed(0)} MiB |`);
-    lines.push(`target: writer memory flat from 1k to 50k rows (${r.corpus.writerRssGrowth.toFixed(2)}, < 1.25) ${met(r.corpus.targets.writerMemoryFlat)}`);
+    lines.push(`target: writer memory flat from 1k to 50k rows (${r.corpus.writerRssGrowth.toFixed(3)}, < 1.25) ${met(r.corpus.targets.writerMemoryFlat)}`);
   }
   if (r.chat) {
     const c = r.chat;
