@@ -98,6 +98,9 @@ describe("hyperparameters", () => {
     ["rope scaling type unknown", (m) => (m["llama.rope.scaling.type"] = "cubic"), 'llama.rope.scaling.type is "cubic"; llama.cpp knows none, linear, yarn, longrope'],
     ["rope dims odd", (m) => (m["llama.rope.dimension_count"] = 7), "llama.rope.dimension_count is 7; it must be even and at most the head size 8"],
     ["rope dims > head size", (m) => (m["llama.rope.dimension_count"] = 16), "llama.rope.dimension_count is 16; it must be even and at most the head size 8"],
+    // llama's (and qwen2's, ...) graph builder asserts the rope covers the whole head, and K and V heads are equal
+    ["rope dims < head size", (m) => (m["llama.rope.dimension_count"] = 6), "llama.rope.dimension_count is 6; llama needs it equal to the head size 8"],
+    ["value head size differs", (m) => (m["llama.attention.value_length"] = 4), "llama.attention.value_length is 4; llama needs it equal to the key head size 8"],
     ["heads not a multiple of kv heads", (m) => (m["llama.attention.head_count_kv"] = 3), "llama.attention.head_count (8) is not a multiple of llama.attention.head_count_kv (3)"],
     ["per-layer kv heads", (m) => (m["llama.attention.head_count_kv"] = Uint32Array.of(4, 4, 3, 4, 4)), "llama.attention.head_count (8) is not a multiple of llama.attention.head_count_kv (3) in layer 2"],
     ["more heads than embedding width", (m) => ((m["llama.attention.head_count"] = 128), (m["llama.attention.head_count_kv"] = 128)), "llama.attention.head_count (128) is larger than llama.embedding_length (64): the head size would be 0"],

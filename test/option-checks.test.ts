@@ -47,6 +47,7 @@ describe("options are checked before anything is read or captured", () => {
     await expect(trainGuard(model, { ...o, methods: ["lpm", "svm" as "lpm"] })).rejects.toThrow(new TypeError('methods[1] must be "logreg", "mlp", "lpm" or "mlpm", got "svm"'));
     await expect(trainGuard(model, { ...o, methods: ["lpm", "lpm"] })).rejects.toThrow(new RangeError('methods lists "lpm" twice'));
     await expect(trainGuard(model, { ...o, hardest: -1 })).rejects.toThrow(new RangeError("hardest must be a positive integer, got -1"));
+    await expect(trainGuard(model, { files: "mine.jsonl" as unknown as string[] })).rejects.toThrow(new TypeError("files must be an array of file paths"));
     expect(logs).toEqual([]);
   });
 

@@ -56,9 +56,10 @@ export function checkFunctionOpt(name: string, v: unknown): void {
   if (v !== undefined && typeof v !== "function") throw new TypeError(`${name} must be a function`);
 }
 
-/** A non-empty array of file paths. */
-export function checkFiles(v: unknown, name = "files"): string[] {
-  if (!Array.isArray(v) || v.length === 0) throw new TypeError(`${name} must be a non-empty array of file paths`);
+/** An array of file paths (non-empty unless `allowEmpty`). */
+export function checkFiles(v: unknown, name = "files", allowEmpty = false): string[] {
+  if (!Array.isArray(v)) throw new TypeError(`${name} must be ${allowEmpty ? "an" : "a non-empty"} array of file paths`);
+  if (v.length === 0 && !allowEmpty) throw new TypeError(`${name} must be a non-empty array of file paths`);
   v.forEach((f, i) => {
     if (typeof f !== "string" || f.length === 0) throw new TypeError(`${name}[${i}] must be a file path, got ${describeOption(f)}`);
   });

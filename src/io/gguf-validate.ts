@@ -18,6 +18,21 @@ const MAX_LAYERS = 512;
 const MAX_EXPERTS = 1024;
 /** Smallest training context accepted: the same floor as loadModel's contextSize option. */
 const MIN_CONTEXT = 16;
+/**
+ * Architectures whose graph builder asserts that the rope covers the whole head and that keys and values have the
+ * same head size (GGML_ASSERT(n_embd_head == n_rot) and n_embd_head_v == n_embd_head_k in src/models/*.cpp of the
+ * pinned llama.cpp, found by scanning those files; an assert aborts the process).
+ */
+const FULL_ROPE_ARCHS = new Set([
+  "apertus", "arcee", "arctic", "baichuan", "chameleon", "codeshell", "cogvlm", "cohere2moe", "dbrx", "deci",
+  "deepseek", "dots1", "dream", "ernie4_5", "ernie4_5-moe", "exaone", "exaone-moe", "exaone4", "falcon", "granite",
+  "granite_swa", "graniteswitch", "grok", "grovemoe", "hunyuan-moe", "hunyuan_vl", "hy_v3", "internlm2", "jais2",
+  "llada", "llada-moe", "llama", "llama4", "maincoder", "mellum", "minimax-01", "minimax-m2", "mistral3", "nemotron",
+  "olmo", "olmo2", "olmoe", "orion", "paddleocr", "pangu-embedded", "plamo", "pockettts", "qwen2", "qwen2moe",
+  "qwen2vl", "qwen3", "qwen3moe", "qwen3vl", "qwen3vlmoe", "rnd1", "seed_oss", "smollm3", "starcoder2", "talkie",
+  "xverse",
+]);
+
 /** llama.cpp's rope scaling types (llama-model.cpp LLAMA_ROPE_SCALING_TYPES); another name aborts. */
 const ROPE_SCALING_TYPES = new Set(["none", "linear", "yarn", "longrope"]);
 /** Architectures whose token embedding or output is not [n_embd, n_vocab] (draft heads, audio decoder). */
@@ -135,6 +150,11 @@ function checkHparams(info: GgufInfo, arch: string, fail: Fail): void {
     const nRot = scalar(meta, k("rope.dimension_count"), fail) ?? headK;
     if (nRot % 2 !== 0 || nRot > headK) {
       fail(`${k("rope.dimension_count")} is ${nRot}; it must be even and at most the head size ${headK}`);
+    }
+    if (FULL_ROPE_ARCHS.has(arch)) {
+      const headV = scalar(meta, k("attention.value_length"), fail) ?? headK;
+      if (nRot !== headK) fail(`${k("rope.dimension_count")} is ${nRot}; ${arch} needs it equal to the head size ${headK}`);
+      if (headV !== headK) fail(`${k("attention.value_length")} is ${headV}; ${arch} needs it equal to the key head size ${headK}`);
     }
     const nRotSwa = scalar(meta, k("rope.dimension_count_swa"), fail);
     if (nRotSwa !== undefined) {

@@ -75,10 +75,10 @@ export async function trainGuard(model: Model, o: TrainGuardOptions = {}): Promi
   const t0 = performance.now();
   const targetFpr = o.targetFpr ?? 0.05;
   if (!(typeof targetFpr === "number" && targetFpr >= 0 && targetFpr < 1)) throw new RangeError(`targetFpr must be in [0, 1), got ${String(targetFpr)}`);
+  if (o.files !== undefined) checkFiles(o.files, "files", true); // the starter data may be all
   const files = [...(o.starter === false ? [] : [STARTER_DATA]), ...(o.files ?? [])];
   if (files.length === 0) throw new TypeError("no data: give files, or leave the starter data on");
   const methods = checkMethods(o.methods);
-  if (o.files !== undefined) checkFiles(o.files);
   checkPositiveIntOpt("hardest", o.hardest);
   checkOnLong(o.onLong);
   checkSignalOpt(o.signal);
