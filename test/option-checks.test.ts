@@ -20,7 +20,7 @@ function probeOn(model: Model, date: string): Probe {
   return Probe.train({ method: "logreg", layers: [2], train: { features: [{ data, rows: 40, cols: d }], labels }, input: { ...DEFAULT_INPUT_FORMAT, date }, model });
 }
 
-describe("options are checked before anything is read or captured", () => {
+describe("options are checked before anything is read or captured; rendering agrees", () => {
   let model: Model;
   beforeAll(async () => {
     model = await loadModel({ modelPath: MODEL, gpu: false, threads: 1 });
@@ -70,16 +70,8 @@ describe("options are checked before anything is read or captured", () => {
     const direct = await model.generate("Tell me a story", { maxTokens: 4, temperature: 0, chat: { date: DEFAULT_TEMPLATE_DATE } });
     expect(r.candidates[0].text).toBe(direct.candidates[0].text);
   });
-});
 
-describe("a chat renders with the date its guard and monitor were trained with", () => {
-  let model: Model;
-  beforeAll(async () => {
-    model = await loadModel({ modelPath: MODEL, gpu: false, threads: 1 });
-  });
-  afterAll(() => model.dispose());
-
-  test("date: from the guard and monitor, checked against an explicit one; turn times are consistent", async () => {
+  test("a chat renders with the date its guard and monitor were trained with: from the guard and monitor, checked against an explicit one; turn times are consistent", async () => {
     const guard = new Guard(model, probeOn(model, "2025-03-01"), { threshold: 1 });
     const monitor = Monitor.fromProbe(probeOn(model, "2025-03-01"), { threshold: 1 });
     const chat = createChat(model, { guard, monitor });
