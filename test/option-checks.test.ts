@@ -5,7 +5,7 @@
 import * as fs from "node:fs";
 import * as path from "node:path";
 
-import { createChat, DEFAULT_TEMPLATE_DATE, evaluateMonitor, Guard, loadModel, Model, ModelStateError, Monitor, Probe, trainGuard, trainMonitor } from "../src";
+import { Chat, createChat, DEFAULT_TEMPLATE_DATE, evaluateMonitor, Guard, loadModel, Model, ModelStateError, Monitor, Probe, trainGuard, trainMonitor } from "../src";
 import { DEFAULT_INPUT_FORMAT } from "../src/core/chat";
 import { MODEL, tmpDir } from "./helpers";
 
@@ -80,6 +80,12 @@ describe("options are checked before anything is read or captured; rendering agr
       const t = await chat.send("Tell me about a cat.", { maxTokens: 6, temperature: 0 });
       expect(t.timeToFirstTokenMs).toBeLessThanOrEqual(t.totalMs);
       expect(t.timeToFirstTokenMs).toBeGreaterThan(0);
+      // the history records the date, and a restored chat renders with it
+      expect(chat.history.date).toBe("2025-03-01");
+      const back = Chat.restore(model, chat.history);
+      expect(back.date).toBe("2025-03-01");
+      await back.dispose();
+      expect(() => Chat.restore(model, { ...chat.history, date: "March 1" })).toThrow(new TypeError('not a chat history: date must be a "YYYY-MM-DD" string'));
     } finally {
       await chat.dispose();
     }

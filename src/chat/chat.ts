@@ -33,6 +33,8 @@ export interface ChatHistory {
   messages: ChatMessage[];
   /** Turns before this index are no longer shown to the model (dropped for room). */
   windowStart: number;
+  /** The date the chat template read (histories saved before it was recorded: none; the restored chat then chooses as a new one does). */
+  date?: string;
 }
 
 export type ContextPolicy = "drop-oldest" | "error";
@@ -133,7 +135,11 @@ export class Chat {
   /** A chat that continues a saved history (the next turn prefills it in full once). */
   static restore(model: Model, history: ChatHistory, options: Omit<ChatSessionOptions, "systemPrompt"> = {}): Chat {
     const h = checkHistory(history);
-    const chat = new Chat(model, { ...options, ...(h.systemPrompt !== null ? { systemPrompt: h.systemPrompt } : {}) });
+    const chat = new Chat(model, {
+      ...(h.date !== undefined ? { date: h.date } : {}),
+      ...options,
+      ...(h.systemPrompt !== null ? { systemPrompt: h.systemPrompt } : {}),
+    });
     chat.messages.push(...h.messages.map((m) => ({ ...m })));
     chat.windowStart = h.windowStart;
     return chat;
@@ -147,6 +153,7 @@ export class Chat {
       systemPrompt: this.systemPrompt,
       messages: this.messages.map((m) => ({ role: m.role, content: m.content })),
       windowStart: this.windowStart,
+      date: this.date,
     };
   }
 
@@ -352,5 +359,6 @@ function checkHistory(h: unknown): ChatHistory {
   });
   const ws = o.windowStart;
   if (!Number.isInteger(ws) || (ws as number) < 0 || (ws as number) > (msgs as unknown[]).length / 2) bad("windowStart must be a turn index");
+  if (o.date !== undefined && (typeof o.date !== "string" || !/^\d{4}-\d{2}-\d{2}$/.test(o.date))) bad('date must be a "YYYY-MM-DD" string');
   return o as unknown as ChatHistory;
 }
