@@ -2,6 +2,7 @@
 
 #include "AddonContext.h"
 #include "AddonModel.h"
+#include "SettlePromise.h"
 
 ContextInitWorker::ContextInitWorker(Napi::Env env, AddonContext* target)
     : Napi::AsyncWorker(env, "SafetyLensContextInit"), target_(target), deferred_(Napi::Promise::Deferred::New(env)) {
@@ -64,10 +65,7 @@ void ContextInitWorker::OnOK() {
     if (threadpool_) L.llama_detach_threadpool(ctx_);
     L.llama_free(ctx_);
     if (threadpool_ && tpFree_) tpFree_(threadpool_);
-    try {
-      deferred_.Reject(Napi::Error::New(Env(), "context was disposed while initialising").Value());
-    } catch (...) {
-    }
+    RejectQuietly(deferred_, Napi::Error::New(Env(), "context was disposed while initialising").Value());
     return;
   }
   target_->ctx = ctx_;
@@ -75,16 +73,7 @@ void ContextInitWorker::OnOK() {
   target_->threadpoolFree = tpFree_;
   target_->contextSize = L.llama_n_ctx(ctx_);
   target_->batchSize = L.llama_n_batch(ctx_);  // what llama.cpp accepts per llama_decode
-  try {
-    deferred_.Resolve(Env().Undefined());
-  } catch (...) {
-    // environment going away: the cleanup hook frees the context
-  }
+  ResolveQuietly(deferred_, Env().Undefined());  // environment going away: the cleanup hook frees the context
 }
 
-void ContextInitWorker::OnError(const Napi::Error& e) {
-  try {
-    deferred_.Reject(e.Value());
-  } catch (...) {
-  }
-}
+void ContextInitWorker::OnError(const Napi::Error& e) { RejectQuietly(deferred_, e.Value()); }

@@ -1,6 +1,7 @@
 #include "ModelLoadWorker.h"
 
 #include "AddonModel.h"
+#include "SettlePromise.h"
 
 ModelLoadWorker::ModelLoadWorker(Napi::Env env, AddonModel* target)
     : Napi::AsyncWorker(env, "SafetyLensModelLoad"), target_(target), deferred_(Napi::Promise::Deferred::New(env)) {
@@ -39,24 +40,12 @@ void ModelLoadWorker::Execute() {
 void ModelLoadWorker::OnOK() {
   if (target_->disposed) {  // disposed (or the environment ended) while loading
     L.llama_model_free(model_);
-    try {
-      deferred_.Reject(Napi::Error::New(Env(), "model was disposed while loading").Value());
-    } catch (...) {
-    }
+    RejectQuietly(deferred_, Napi::Error::New(Env(), "model was disposed while loading").Value());
     return;
   }
   target_->model = model_;
   target_->vocab = L.llama_model_get_vocab(model_);
-  try {
-    deferred_.Resolve(Env().Undefined());
-  } catch (...) {
-    // environment going away: the cleanup hook frees the model
-  }
+  ResolveQuietly(deferred_, Env().Undefined());  // environment going away: the cleanup hook frees the model
 }
 
-void ModelLoadWorker::OnError(const Napi::Error& e) {
-  try {
-    deferred_.Reject(e.Value());
-  } catch (...) {
-  }
-}
+void ModelLoadWorker::OnError(const Napi::Error& e) { RejectQuietly(deferred_, e.Value()); }

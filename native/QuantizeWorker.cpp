@@ -1,5 +1,7 @@
 #include "QuantizeWorker.h"
 
+#include "SettlePromise.h"
+
 #include <utility>
 
 namespace {
@@ -53,17 +55,6 @@ void QuantizeWorker::Execute() {
   }
 }
 
-void QuantizeWorker::OnOK() {
-  try {
-    deferred_.Resolve(Env().Undefined());
-  } catch (...) {
-    // environment going away: nobody is waiting for this promise
-  }
-}
+void QuantizeWorker::OnOK() { ResolveQuietly(deferred_, Env().Undefined()); }
 
-void QuantizeWorker::OnError(const Napi::Error& e) {
-  try {
-    deferred_.Reject(e.Value());
-  } catch (...) {
-  }
-}
+void QuantizeWorker::OnError(const Napi::Error& e) { RejectQuietly(deferred_, e.Value()); }
