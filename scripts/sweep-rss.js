@@ -15,12 +15,6 @@ const { spawnSync } = require("node:child_process");
 
 const ROOT = path.join(__dirname, "..");
 
-/** Peak resident memory of this process in MiB (VmHWM; getrusage's maxRSS is kept across execve). */
-function peakRss() {
-  const m = /^VmHWM:\s+(\d+)\s+kB$/m.exec(fs.readFileSync("/proc/self/status", "utf8"));
-  return m ? Number(m[1]) / 1024 : process.resourceUsage().maxRSS / 1024;
-}
-
 function arg(name, def) {
   const i = process.argv.indexOf(`--${name}`);
   return i >= 0 ? process.argv[i + 1] : def;
@@ -41,6 +35,7 @@ function writePrompts(n, file) {
 async function child() {
   const dist = path.resolve(arg("dist", path.join(ROOT, "dist")));
   const lib = require(path.join(dist, "index.js"));
+  const { peakRssMiB } = require(path.join(dist, "tools", "bench-util.js"));
   const real = await lib.loadModel({ modelPath: arg("model", path.join(ROOT, "models", "stories260K.gguf")), gpu: false, threads: Number(arg("threads", "1")) });
   const model = arg("standin") ? standIn(real, arg("standin")) : real;
   const t0 = performance.now();
@@ -57,7 +52,7 @@ async function child() {
   const seconds = (performance.now() - t0) / 1000;
   await real.dispose();
   const act = logs.find((l) => l.startsWith("activations:")) ?? "";
-  process.stdout.write(JSON.stringify({ maxRssMiB: peakRss(), seconds, best, activations: act }) + "\n");
+  process.stdout.write(JSON.stringify({ maxRssMiB: peakRssMiB(), seconds, best, activations: act }) + "\n");
 }
 
 /** A model that reports L layers x D and captures pseudo-random rows (seeded by the text and layer). */

@@ -10,6 +10,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { CaptureFileError } from "../src/errors";
 import { layerFilePath, openCaptureFile, type CaptureFileOptions } from "../src/io/capture-file";
+import { rng } from "./helpers";
 
 // eslint-disable-next-line @typescript-eslint/no-var-requires
 const synth = require("./fixtures/capture-synthetic.js") as {
@@ -41,17 +42,6 @@ function expectCaptureError(e: unknown, code: string): CaptureFileError {
   return e as CaptureFileError;
 }
 
-/** mulberry32: a seeded generator, so that a failure can be replayed. */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 interface ChildResult {
   code: number | null;

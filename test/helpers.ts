@@ -65,3 +65,15 @@ export function scatterNaive(X: { data: Float32Array; rows: number; cols: number
   }
   return S;
 }
+
+/** mulberry32: a small seeded generator in [0, 1), so that a failing fuzz case or kill point can be replayed. */
+export function rng(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}

@@ -13,6 +13,7 @@
 import type { Activations, LayerSpec } from "../core/activations";
 import type { ChatMessage } from "../core/chat";
 import { checkTemplateDate, DEFAULT_TEMPLATE_DATE } from "../core/template";
+import { parseIsoDate } from "../core/template-python";
 import type { FinishReason, GenerateCaptureOptions, GenerateOptions, GenerationCandidate, MonitorReport, TokenEvent } from "../core/generate";
 import { kInternal, type Model } from "../core/model";
 import type { Session, SessionTurnResult } from "../core/session";
@@ -359,6 +360,6 @@ function checkHistory(h: unknown): ChatHistory {
   });
   const ws = o.windowStart;
   if (!Number.isInteger(ws) || (ws as number) < 0 || (ws as number) > (msgs as unknown[]).length / 2) bad("windowStart must be a turn index");
-  if (o.date !== undefined && (typeof o.date !== "string" || !/^\d{4}-\d{2}-\d{2}$/.test(o.date))) bad('date must be a "YYYY-MM-DD" string');
+  if (o.date !== undefined && (typeof o.date !== "string" || parseIsoDate(o.date) === null)) bad('date must be a "YYYY-MM-DD" string');
   return o as unknown as ChatHistory;
 }

@@ -46,6 +46,19 @@ export function fitTokens(tokens: Int32Array, limit: number, onLong: OnLong, bos
   return { tokens: out, truncated: true };
 }
 
+/**
+ * Response tokens kept after an instruction that alone fills the context: maxResponseTokens, and at
+ * most a quarter of the context (at least 1).
+ */
+export function responseReserve(contextSize: number, maxResponseTokens: number): number {
+  return Math.min(maxResponseTokens, Math.max(1, Math.floor(contextSize / 4)));
+}
+
+/** Such an instruction cut to its last tokens (a leading BOS kept), leaving responseReserve tokens. */
+export function cutInstruction(head: Int32Array, contextSize: number, maxResponseTokens: number, bos: number | null): Int32Array {
+  return fitTokens(head, contextSize - responseReserve(contextSize, maxResponseTokens), "truncate", bos, "")!.tokens;
+}
+
 /** The model as corpus capture uses it (structural: core/model.ts's Model is one). */
 export interface CorpusModel {
   readonly info: { fingerprint: string; nEmbd: number; nLayer: number; contextSize: number; path: string; arch: string; name: string; bosId: number | null };

@@ -7,7 +7,7 @@
  */
 import type { LayerSpec } from "../core/activations";
 import { chatOptionOf, DEFAULT_INPUT_FORMAT, type InputFormat } from "../core/chat";
-import { checkOnLong, fitTokens, type OnLong } from "../core/corpus";
+import { checkOnLong, cutInstruction, type OnLong } from "../core/corpus";
 import type { Model } from "../core/model";
 import { InputError } from "../errors";
 import type { RankItem } from "../srr/data";
@@ -82,7 +82,6 @@ export async function tokenFeatures(model: Model, responses: readonly MonitoredR
     let head = heads.get(key);
     if (!head) heads.set(key, (head = model.tokenize(r.prompt, { chat })));
     if (head.length >= ctx) {
-      const reserve = Math.min(maxResp, Math.max(1, Math.floor(ctx / 4)));
       if (onLong === "error") {
         throw new InputError("TEXT_TOO_LONG", `response ${JSON.stringify(r.id)}: its instruction has ${head.length} tokens but the context holds ${ctx}`);
       }
@@ -90,7 +89,7 @@ export async function tokenFeatures(model: Model, responses: readonly MonitoredR
         skipped.push(r.id);
         continue;
       }
-      head = fitTokens(head, ctx - reserve, "truncate", model.info.bosId, r.id)!.tokens;
+      head = cutInstruction(head, ctx, maxResp, model.info.bosId);
       truncatedPrompts.push(r.id);
     }
     const room = Math.min(maxResp, ctx - head.length);

@@ -80,7 +80,7 @@ export async function trainGuard(model: Model, o: TrainGuardOptions = {}): Promi
   if (files.length === 0) throw new TypeError("no data: give files, or leave the starter data on");
   const methods = checkMethods(o.methods);
   checkPositiveIntOpt("hardest", o.hardest);
-  checkOnLong(o.onLong);
+  const onLong = checkOnLong(o.onLong);
   checkSignalOpt(o.signal);
   checkFunctionOpt("onLog", o.onLog);
   const input = o.input ?? DEFAULT_PROBE_INPUT;
@@ -107,7 +107,7 @@ export async function trainGuard(model: Model, o: TrainGuardOptions = {}): Promi
     test: nTest,
     targetFpr,
     // prompts longer than the context, as the probe file records them
-    onLong: checkOnLong(o.onLong),
+    onLong,
     ...long,
   };
 

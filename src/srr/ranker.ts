@@ -16,7 +16,7 @@ import { chatOptionOf, type ChatOptions, DEFAULT_INPUT_FORMAT, type InputFormat,
 import type { GenerateOptions, GenerateResult, GenerationCandidate } from "../core/generate";
 import type { Model } from "../core/model";
 import { checkModelIdentity, identityOf, type ModelIdentity, readEnvelope, readJsonFile, writeJsonFile, writeJsonFileSync } from "../io/model-file";
-import { checkOnLong, fitTokens } from "../core/corpus";
+import { checkOnLong, cutInstruction, responseReserve } from "../core/corpus";
 import { InputError } from "../errors";
 import { initRanker, type RankerConfig, type RankerParams, type RankList, rankerScores } from "./network";
 import { trainRanker } from "./train";
@@ -315,11 +315,11 @@ export async function srrFeatures(
     let head = model.tokenize(l.prompt, { chat });
     if (head.length >= ctx) {
       // the instruction alone fills the context: keep its end (the assistant prefix) and room for the responses' start
-      const reserve = Math.min(maxResp, Math.max(1, Math.floor(ctx / 4)));
       if (onLong === "error") {
+        const reserve = responseReserve(ctx, maxResp);
         throw new InputError("TEXT_TOO_LONG", `lists[${li}].prompt has ${head.length} tokens but the context holds ${ctx}, and ${reserve} of them are kept for the responses`);
       }
-      head = fitTokens(head, ctx - reserve, "truncate", model.info.bosId, `lists[${li}].prompt`)!.tokens;
+      head = cutInstruction(head, ctx, maxResp, model.info.bosId);
     }
     seqs.push(head);
     const room = Math.max(1, Math.min(maxResp, ctx - head.length));

@@ -3,6 +3,7 @@
  * independently of src/gguf.ts, which is part of what is tested) and an enumeration of in-place
  * byte edits of its header, metadata, tensor infos and tensor data.
  */
+import { rng } from "../helpers";
 
 /** GGUF value types (gguf_type). */
 const T = { U8: 0, I8: 1, U16: 2, I16: 3, U32: 4, I32: 5, F32: 6, BOOL: 7, STR: 8, ARR: 9, U64: 10, I64: 11, F64: 12 } as const;
@@ -118,17 +119,6 @@ export function scanGguf(buf: Buffer): GgufLayout {
 
 // ---------------------------------------------------------------------------------------------
 
-/** mulberry32: small seeded PRNG, enough for choosing mutations. */
-export function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 export interface Mutation {
   /** Category, for balanced sampling and reporting. */
