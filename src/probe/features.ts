@@ -48,16 +48,7 @@ export async function featuresFor(model: Model, records: PromptRecord[], layers:
     const acts = await model.capture(fit.prepared!, { layers, pool: "last", signal: opts.signal });
     const d = model.info.nEmbd;
     const features = new Map<LayerSpec, Features>();
-    for (const l of layers) {
-      const data = new Float32Array(records.length * d);
-      let w = 0;
-      let c = 0;
-      records.forEach((_, i) => {
-        const src = cut.has(i) ? acts.layer(l).subarray(c++ * d, c * d) : rest!.features.get(l)!.data.subarray(w++ * d, w * d);
-        data.set(src, i * d);
-      });
-      features.set(l, { data, rows: records.length, cols: d });
-    }
+    for (const l of layers) features.set(l, inRecordOrder(records.length, cut, acts.layer(l), rest?.features.get(l)!.data ?? new Float32Array(0), d));
     return { records, labels: labelsOf(records), sources: sourcesOf(records), features };
   }
   const texts = records.map((r) => r.text);
@@ -144,17 +135,21 @@ export async function openLayerSource(model: Model, records: PromptRecord[], lay
       const got = await cache.layer(model, texts, layer, { chat, signal: opts.signal });
       log(got.warnings);
       if (!longFile) return got.features;
-      const long = await readCaptureRows(longFile, layer);
-      const data = new Float32Array(records.length * d);
-      let w = 0;
-      let c = 0;
-      records.forEach((_, i) => data.set(cut.has(i) ? long.subarray(c++ * d, c * d) : got.features.data.subarray(w++ * d, w * d), i * d));
-      return { data, rows: records.length, cols: d };
+      return inRecordOrder(records.length, cut, await readCaptureRows(longFile, layer), got.features.data, d);
     },
     async close() {
       if (longFile) await removeCapture(longFile);
     },
   };
+}
+
+/** The rows of the cut prompts and of the others (each in record order) put back together in record order. */
+function inRecordOrder(n: number, cut: ReadonlySet<number>, cutRows: Float32Array, wholeRows: Float32Array, d: number): Features {
+  const data = new Float32Array(n * d);
+  let w = 0;
+  let c = 0;
+  for (let i = 0; i < n; i++) data.set(cut.has(i) ? cutRows.subarray(c++ * d, c * d) : wholeRows.subarray(w++ * d, w * d), i * d);
+  return { data, rows: n, cols: d };
 }
 
 async function removeCapture(file: string): Promise<void> {
