@@ -14,7 +14,7 @@ import type { StreamRule } from "../core/generate";
 import { checkOnLong } from "../core/corpus";
 import type { Model } from "../core/model";
 import { checkFiles, checkFractionOpt, checkFunctionOpt, checkOneOf, checkPositiveIntOpt, checkSignalOpt } from "../core/validate";
-import { auroc, flagged, thresholdForFpr } from "../probe/metrics";
+import { auroc, bestOnValidation, flagged, thresholdForFpr } from "../probe/metrics";
 import { Probe } from "../probe/probe";
 import { loadRankerData, type RankerDataOptions } from "../srr/pipeline";
 import { type MonitoredResponse, responsesOf, type TokenFeatures, tokenFeatures, tokenLabels, tokenRows } from "./data";
@@ -260,15 +260,16 @@ export async function trainMonitor(
       `${f.truncatedPrompts.length} with the instruction cut, ${f.truncated} cut to ${o.maxResponseTokens ?? 64} tokens`,
   );
   const sweep: MonitorSweepRow[] = [];
-  let best: { monitor: Monitor; val: MonitorMetrics } | null = null;
+  const fitted: { monitor: Monitor; val: MonitorMetrics }[] = [];
   for (const layer of layers) {
     const monitor = fitAt(model, f, layer, tr, va, o, rule);
     const m = streamMetrics(monitor, f, va);
     sweep.push({ layer, val: m });
     o.onLog?.(`layer ${String(layer).padStart(5)}: val F1 ${m.f1.toFixed(3)} recall ${m.recall.toFixed(3)} FPR ${m.fpr.toFixed(3)} AUROC ${m.auroc.toFixed(3)}`);
-    if (!best || m.f1 > best.val.f1 || (m.f1 === best.val.f1 && m.auroc > best.val.auroc)) best = { monitor, val: m };
+    fitted.push({ monitor, val: m });
   }
-  const monitor = best!.monitor;
+  const best = bestOnValidation(fitted);
+  const monitor = best.monitor;
   const testMetrics = { ...streamMetrics(monitor, f, te), baselines: baselines(model, monitor, f, tr, va, te, o.targetFpr ?? 0.05) };
   const seconds = (performance.now() - t0) / 1000;
   const trained = Monitor.fromProbe(monitor.probe, {
@@ -278,13 +279,13 @@ export async function trainMonitor(
       data: { files: o.files, seed: o.seed ?? 1, train: tr.length, val: va.length, test: te.length, skipped: f.skipped.length, truncated: f.truncated, onLong: checkOnLong(o.onLong), truncatedPrompts: f.truncatedPrompts.length },
       targetFpr: o.targetFpr ?? 0.05,
       maxResponseTokens: o.maxResponseTokens ?? 64,
-      validation: best!.val,
+      validation: best.val,
       test: testMetrics,
       sweep: sweep.length > 1 ? sweep : undefined,
       created: new Date().toISOString(),
     },
   });
-  return { monitor: trained, validation: best!.val, test: testMetrics, sweep, skipped: f.skipped, truncatedPrompts: f.truncatedPrompts, truncated: f.truncated, seconds };
+  return { monitor: trained, validation: best.val, test: testMetrics, sweep, skipped: f.skipped, truncatedPrompts: f.truncatedPrompts, truncated: f.truncated, seconds };
 }
 
 /**

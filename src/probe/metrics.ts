@@ -254,3 +254,9 @@ export function perSource(scores: Scores, y: Labels, sources: ArrayLike<string>,
   }
   return out;
 }
+
+/** The row with the best validation F1, then AUROC; the first of equals (how sweeps and method comparisons choose). */
+export function bestOnValidation<T extends { val: { f1: number; auroc: number } }>(rows: readonly T[]): T {
+  if (rows.length === 0) throw new RangeError("nothing to choose from");
+  return rows.reduce((a, b) => (b.val.f1 > a.val.f1 || (b.val.f1 === a.val.f1 && b.val.auroc > a.val.auroc) ? b : a));
+}

@@ -9,7 +9,7 @@ import { fitInputs, type OnLong } from "../core/corpus";
 import type { Model } from "../core/model";
 import { featuresFor, openLayerSource, rowRange, subset } from "./features";
 import { loadPromptFiles, PromptRecord, splitRecords } from "./data";
-import { metricsAt, perSource } from "./metrics";
+import { bestOnValidation, metricsAt, perSource } from "./metrics";
 import { DEFAULT_PROBE_INPUT, Probe, ProbeInput, ProbeMethod, ThresholdRule } from "./probe";
 import type { Metrics } from "./types";
 
@@ -209,7 +209,7 @@ export async function sweepLayers(
       rows.push(row);
       o.onLog?.(`layer ${String(layer).padStart(5)}: val F1 ${row.val.f1.toFixed(3)} AUROC ${row.val.auroc.toFixed(3)}`);
     }
-    const best = rows.reduce((a, b) => (b.val.f1 > a.val.f1 || (b.val.f1 === a.val.f1 && b.val.auroc > a.val.auroc) ? b : a));
+    const best = bestOnValidation(rows);
     return { rows, best, method, long };
   } finally {
     await src.close();

@@ -14,7 +14,7 @@ import type { Model } from "../core/model";
 import { checkFiles, checkFunctionOpt, checkOneOf, checkPositiveIntOpt, checkSignalOpt } from "../core/validate";
 import { sigmoid } from "../math/linalg";
 import { openLayerSource, rowRange } from "./features";
-import { confusionAt, flagged, metricsAt, type Confusion } from "./metrics";
+import { bestOnValidation, confusionAt, flagged, metricsAt, type Confusion } from "./metrics";
 import { PROBE_METHODS, type ProbeMethod, scoreLinear, WeightReader } from "./methods";
 import { lpmFromJSON, lpmJSON } from "./methods/lpm";
 import { MlpmTrainer } from "./methods/mlpm";
@@ -139,7 +139,7 @@ export async function trainGuard(model: Model, o: TrainGuardOptions = {}): Promi
         }
       }
     }
-    best = sweep.reduce((a, b) => (b.val.f1 > a.val.f1 || (b.val.f1 === a.val.f1 && b.val.auroc > a.val.auroc) ? b : a));
+    best = bestOnValidation(sweep);
 
     // 2. the methods, each with its threshold for the target FPR on validation
     let bestFeatures: Features | null = null;
@@ -170,7 +170,7 @@ export async function trainGuard(model: Model, o: TrainGuardOptions = {}): Promi
     await src.close();
   }
   // 3. the method with the best validation F1 at its threshold (then AUROC)
-  const chosen = candidates.reduce((a, b) => (b.val.f1 > a.val.f1 || (b.val.f1 === a.val.f1 && b.val.auroc > a.val.auroc) ? b : a));
+  const chosen = bestOnValidation(candidates);
   const probe = chosen.probe;
   const testScores = chosen.testScores;
   const yTest = y.test;
